@@ -1,0 +1,3 @@
+//! dynamodctl.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! dynamod-init: PID 1.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! dynamod-logd.
+
+fn main() {}

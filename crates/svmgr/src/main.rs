@@ -1,0 +1,3 @@
+//! dynamod-svmgr.
+
+fn main() {}

@@ -1,0 +1,10 @@
+//! The kernel seam. Every system call dynamod makes that the standard library does not wrap goes
+//! through this crate, and this is the only crate allowed to contain `unsafe` (each block carries
+//! a `// SAFETY:` comment). Paths that tests want to redirect (`/proc`, `/sys/fs/cgroup`, `/run`)
+//! are parameters, never constants buried in here.
+
+#![allow(unsafe_code)]
+
+pub use nix;
+
+pub mod spawn;
