@@ -111,6 +111,8 @@ impl FrameDecoder {
     }
 
     /// Returns the next complete message, if one is buffered.
+    // Not an Iterator: decoding is fallible and generic over the message type.
+    #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtoError> {
         match self.next_payload()? {
             Some(p) => decode_payload(&p).map(Some),
@@ -126,7 +128,10 @@ mod tests {
 
     #[test]
     fn round_trips_a_request_through_a_split_stream() {
-        let frame = encode(&Request::Status { names: vec!["syslog".into()] }).unwrap();
+        let frame = encode(&Request::Status {
+            names: vec!["syslog".into()],
+        })
+        .unwrap();
         let mut dec = FrameDecoder::new();
         for b in &frame[..frame.len() - 1] {
             dec.push(&[*b]);
@@ -134,20 +139,33 @@ mod tests {
         }
         dec.push(&frame[frame.len() - 1..]);
         let got: Request = dec.next().unwrap().unwrap();
-        assert_eq!(got, Request::Status { names: vec!["syslog".into()] });
+        assert_eq!(
+            got,
+            Request::Status {
+                names: vec!["syslog".into()]
+            }
+        );
         assert_eq!(dec.buffered(), 0);
     }
 
     #[test]
     fn decodes_two_frames_pushed_at_once() {
         let mut bytes = encode(&InitMsg::Heartbeat).unwrap();
-        encode_into(&InitMsg::Shutdown { kind: ShutdownKind::Reboot }, &mut bytes).unwrap();
+        encode_into(
+            &InitMsg::Shutdown {
+                kind: ShutdownKind::Reboot,
+            },
+            &mut bytes,
+        )
+        .unwrap();
         let mut dec = FrameDecoder::new();
         dec.push(&bytes);
         assert_eq!(dec.next::<InitMsg>().unwrap(), Some(InitMsg::Heartbeat));
         assert_eq!(
             dec.next::<InitMsg>().unwrap(),
-            Some(InitMsg::Shutdown { kind: ShutdownKind::Reboot })
+            Some(InitMsg::Shutdown {
+                kind: ShutdownKind::Reboot
+            })
         );
         assert_eq!(dec.next::<InitMsg>().unwrap(), None);
     }
@@ -156,7 +174,10 @@ mod tests {
     fn refuses_bad_magic() {
         let mut dec = FrameDecoder::new();
         dec.push(b"XX\0\0\0\0");
-        assert!(matches!(dec.next::<Request>(), Err(ProtoError::BadMagic(b'X', b'X'))));
+        assert!(matches!(
+            dec.next::<Request>(),
+            Err(ProtoError::BadMagic(b'X', b'X'))
+        ));
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub struct Hello {
 impl Hello {
     /// A hello for this build's protocol version.
     pub fn new(peer: &str) -> Self {
-        Self { version: crate::PROTOCOL_VERSION, peer: peer.to_owned() }
+        Self {
+            version: crate::PROTOCOL_VERSION,
+            peer: peer.to_owned(),
+        }
     }
 }
 
@@ -438,7 +441,10 @@ mod serde_bytes_compat {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
                 Ok(v.as_bytes().to_vec())
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = a.next_element::<u8>()? {
                     out.push(b);
@@ -498,7 +504,10 @@ mod tests {
             since_unix_ms: Some(6),
             restarts: 1,
             next_restart_ms: None,
-            last_exit: Some(ExitInfo { status: ExitStatus::Signaled(9), at_unix_ms: 3 }),
+            last_exit: Some(ExitInfo {
+                status: ExitStatus::Signaled(9),
+                at_unix_ms: 3,
+            }),
             cgroup: None,
             usage: Some(CgroupUsage::default()),
             recent_logs: vec!["hello".into()],
@@ -509,15 +518,23 @@ mod tests {
         };
         let all = [
             Response::Hello(Hello::new("dynamod-svmgr")),
-            Response::Done { message: "ok".into() },
+            Response::Done {
+                message: "ok".into(),
+            },
             Response::List(vec![summary]),
             Response::Status(vec![detail]),
             Response::Tree(TreeNode {
                 name: "root".into(),
-                node: NodeKind::Supervisor { strategy: "one-for-one".into(), state: "running".into() },
+                node: NodeKind::Supervisor {
+                    strategy: "one-for-one".into(),
+                    state: "running".into(),
+                },
                 children: vec![TreeNode {
                     name: "syslog".into(),
-                    node: NodeKind::Service { state: ServiceState::Running, pid: Some(3) },
+                    node: NodeKind::Service {
+                        state: ServiceState::Running,
+                        pid: Some(3),
+                    },
                     children: vec![],
                 }],
             }),
@@ -527,7 +544,10 @@ mod tests {
                 counts: vec![(ServiceState::Running, 2)],
                 uptime_ms: 9,
             }),
-            Response::Error { kind: ErrorKind::UnknownService, message: "no".into() },
+            Response::Error {
+                kind: ErrorKind::UnknownService,
+                message: "no".into(),
+            },
         ];
         for r in &all {
             assert_eq!(&round_trip(r), r);
@@ -541,12 +561,25 @@ mod tests {
             Request::Hello(Hello::new("dynamodctl")),
             Request::List,
             Request::Tree,
-            Request::Status { names: names.clone() },
-            Request::Start { names: names.clone(), no_block: false },
-            Request::Stop { names: names.clone(), no_block: true },
-            Request::Restart { names, no_block: false },
+            Request::Status {
+                names: names.clone(),
+            },
+            Request::Start {
+                names: names.clone(),
+                no_block: false,
+            },
+            Request::Stop {
+                names: names.clone(),
+                no_block: true,
+            },
+            Request::Restart {
+                names,
+                no_block: false,
+            },
             Request::Reload,
-            Request::Shutdown { kind: ShutdownKind::Halt },
+            Request::Shutdown {
+                kind: ShutdownKind::Halt,
+            },
             Request::SystemState,
         ];
         for r in &all {
@@ -560,13 +593,19 @@ mod tests {
             SvmgrMsg::Hello(Hello::new("dynamod-svmgr")),
             SvmgrMsg::Heartbeat,
             SvmgrMsg::HeartbeatAck,
-            SvmgrMsg::RequestShutdown { kind: ShutdownKind::Poweroff, exit_code: Some(7) },
+            SvmgrMsg::RequestShutdown {
+                kind: ShutdownKind::Poweroff,
+                exit_code: Some(7),
+            },
             SvmgrMsg::ShutdownComplete,
         ];
         for m in &all {
             assert_eq!(&round_trip(m), m);
         }
-        let m = InitMsg::OrphanExited { pid: 5, status: ExitStatus::Exited(127) };
+        let m = InitMsg::OrphanExited {
+            pid: 5,
+            status: ExitStatus::Exited(127),
+        };
         assert_eq!(round_trip(&m), m);
     }
 
