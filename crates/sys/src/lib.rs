@@ -7,4 +7,5 @@
 
 pub use nix;
 
+pub mod process;
 pub mod spawn;
