@@ -4,7 +4,10 @@
 //! binaries first and points `DYNAMOD_BIN_DIR` at them; a plain `cargo test` falls back to
 //! building the workspace's binaries for the host once per test process.
 
-#![allow(clippy::disallowed_methods)]
+// A test harness: panicking with a message is how a test fails.
+#![allow(clippy::disallowed_methods, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod svmgr;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -42,7 +45,10 @@ fn bin_dir() -> &'static PathBuf {
             ])
             .status()
             .expect("run cargo build for the product binaries");
-        assert!(status.success(), "cargo build of the product binaries failed");
+        assert!(
+            status.success(),
+            "cargo build of the product binaries failed"
+        );
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
@@ -53,7 +59,11 @@ fn bin_dir() -> &'static PathBuf {
 /// Path of a product binary (`dynamod-init`, `dynamod-svmgr`, `dynamodctl`, `dynamod-logd`).
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} not found; run `cargo xtask test` or `cargo build`", path.display());
+    assert!(
+        path.exists(),
+        "{} not found; run `cargo xtask test` or `cargo build`",
+        path.display()
+    );
     path
 }
 
@@ -68,8 +78,8 @@ impl TempDir {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir()
-            .join(format!("dynamod-test-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("dynamod-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self { path }
@@ -94,7 +104,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Opti
         if let Some(v) = cond() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

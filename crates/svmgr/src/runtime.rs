@@ -1,0 +1,1288 @@
+//! The event loop: runs the supervision core against real processes.
+//!
+//! One thread, one epoll set: a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGHUP), the control socket
+//! and its clients, the init channel, the log socket, every service's output pipes and readiness
+//! channels. All sockets are non-blocking and every client has its own buffers, so a slow or
+//! silent client never stalls supervision. Timers are the core's deadlines plus our own
+//! heartbeat, turned into the epoll timeout.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use dynamod_config::Readiness;
+use dynamod_core::{Action, Core, Event, Level, SvcId};
+use dynamod_proto::{
+    ExitStatus, FrameDecoder, Hello, InitMsg, LogMsg, ShutdownKind, Stream, SvmgrMsg,
+};
+use dynamod_sys::nix;
+use dynamod_sys::nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use dynamod_sys::nix::sys::signal::{SigSet, Signal};
+use dynamod_sys::nix::sys::signalfd::{SfdFlags, SignalFd};
+use dynamod_sys::process::{self, Reaped};
+
+use crate::control::{Client, Job};
+use crate::launch::{self, Paths};
+use crate::logbuf::{LineSplitter, LogQueue, MAX_QUEUE_BYTES, RECENT_LINES};
+use crate::notify;
+
+const T_SIGNAL: u64 = 1;
+const T_CONTROL: u64 = 2;
+const T_INIT: u64 = 3;
+const T_LOG_LISTEN: u64 = 4;
+const T_LOGD: u64 = 5;
+const T_CLIENT: u64 = 1 << 32;
+const T_PIPE: u64 = 2 << 32;
+const T_NOTIFY: u64 = 3 << 32;
+const T_READY: u64 = 4 << 32;
+const SLOT_MASK: u64 = (1 << 32) - 1;
+
+/// Clients beyond this are refused (closed at once) so a flood cannot exhaust fds.
+const MAX_CLIENTS: usize = 512;
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Service files.
+    pub services: PathBuf,
+    /// Supervisor files.
+    pub supervisors: PathBuf,
+    /// Runtime directory.
+    pub runtime: PathBuf,
+    /// Where `passwd` and `group` are read from.
+    pub etc: PathBuf,
+    /// Heartbeat period towards init.
+    pub heartbeat: Duration,
+}
+
+/// Per-service runtime data the core does not need.
+#[derive(Debug, Default)]
+pub(crate) struct SvcRt {
+    pub pidfd: Option<OwnedFd>,
+    pub pid: Option<i32>,
+    pub since_wall: Option<SystemTime>,
+    pub notify: Option<UnixDatagram>,
+    pub ready_fd: Option<OwnedFd>,
+    pub status_text: Option<String>,
+    pub recent: VecDeque<String>,
+    pub dropped: u64,
+    pub notify_rejected: u64,
+    pub last_exit_wall: Option<SystemTime>,
+}
+
+struct Pipe {
+    fd: std::fs::File,
+    svc: SvcId,
+    pid: i32,
+    stream: Stream,
+    splitter: LineSplitter,
+}
+
+/// A polled readiness probe (`tcp-port`, `exec`).
+struct Probe {
+    next: Instant,
+    interval: Duration,
+    /// PID of a running `check-exec`.
+    running: Option<i32>,
+}
+
+struct InitLink {
+    stream: UnixStream,
+    dec: FrameDecoder,
+    out: Vec<u8>,
+    last_rx: Instant,
+}
+
+struct Logd {
+    stream: UnixStream,
+    dec: FrameDecoder,
+    out: Vec<u8>,
+    greeted: bool,
+}
+
+/// What to do once the core reports that every service is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    /// Answer init's `Shutdown` and exit.
+    AnswerInit,
+    /// Ask init to power off / reboot / halt (with a container exit code), then exit.
+    RequestFromInit(ShutdownKind, Option<i32>),
+    /// Standalone: just exit with this code.
+    Exit(i32),
+}
+
+/// The running service manager.
+pub struct Runtime {
+    pub(crate) core: Core,
+    pub(crate) rt: Vec<SvcRt>,
+    pub(crate) paths: Paths,
+    pub(crate) start: Instant,
+    opts: Options,
+    epoll: Epoll,
+    sigfd: SignalFd,
+    control: UnixListener,
+    clients: Vec<Option<Client>>,
+    init: Option<InitLink>,
+    log_listener: UnixListener,
+    logd: Option<Logd>,
+    logd_ever: bool,
+    pipes: Vec<Option<Pipe>>,
+    pids: HashMap<i32, SvcId>,
+    helpers: HashMap<i32, (SvcId, &'static str)>,
+    probes: HashMap<SvcId, Probe>,
+    queue: LogQueue,
+    jobs: Vec<Job>,
+    finish: Option<Finish>,
+    exit_code: Option<i32>,
+    next_beat: Instant,
+    quit: Option<i32>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn log(level: Level, msg: &str) {
+    match level {
+        Level::Info => tracing::info!("{msg}"),
+        Level::Warn => tracing::warn!("{msg}"),
+        Level::Error => tracing::error!("{msg}"),
+    }
+}
+
+fn bind_socket(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    l.set_nonblocking(true)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(l)
+}
+
+impl Runtime {
+    /// Loads the configuration and sets up every socket; nothing is started yet.
+    pub fn new(opts: Options) -> anyhow::Result<Self> {
+        tracing::info!("dynamod-svmgr starting");
+        let config = dynamod_config::load(&opts.services, &opts.supervisors);
+        for d in &config.diagnostics {
+            let loc = if d.line > 0 {
+                format!("{}:{}:{}", d.file.display(), d.line, d.col)
+            } else {
+                d.file.display().to_string()
+            };
+            match d.severity {
+                dynamod_config::Severity::Error => tracing::error!("{loc}: {}", d.message),
+                dynamod_config::Severity::Warning => tracing::warn!("{loc}: {}", d.message),
+            }
+        }
+        tracing::info!("loaded {} service definition(s)", config.services.len());
+        if !config.invalid.is_empty() {
+            let names: Vec<&str> = config.invalid.iter().map(|i| i.name.as_str()).collect();
+            tracing::error!(
+                "{} service file(s) invalid and not started: {}",
+                config.invalid.len(),
+                names.join(", ")
+            );
+        }
+        tracing::info!(
+            "loaded {} supervisor definition(s)",
+            config.supervisors.len()
+        );
+
+        std::fs::create_dir_all(&opts.runtime)
+            .with_context(|| format!("create {}", opts.runtime.display()))?;
+
+        // Signals arrive through a signalfd only.
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
+            mask.add(s);
+        }
+        mask.thread_block().context("block signals")?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .context("signalfd")?;
+        // Orphans of services (double-forked daemons) come to us, and we reap them.
+        if let Err(e) = process::set_child_subreaper() {
+            tracing::warn!("cannot become a child subreaper: {e}");
+        }
+
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll")?;
+        epoll.add(&sigfd, EpollEvent::new(EpollFlags::EPOLLIN, T_SIGNAL))?;
+
+        let control = bind_socket(&opts.runtime.join("control.sock"), 0o666)?;
+        epoll.add(&control, EpollEvent::new(EpollFlags::EPOLLIN, T_CONTROL))?;
+        tracing::debug!(
+            "control socket listening at {}",
+            opts.runtime.join("control.sock").display()
+        );
+        let log_listener = bind_socket(&opts.runtime.join("log.sock"), 0o600)?;
+        epoll.add(
+            &log_listener,
+            EpollEvent::new(EpollFlags::EPOLLIN, T_LOG_LISTEN),
+        )?;
+
+        let init = Self::connect_init(&epoll)?;
+
+        let core = Core::new(&config);
+        let rt = (0..core.services().count())
+            .map(|_| SvcRt::default())
+            .collect();
+        let paths = Paths {
+            runtime: opts.runtime.clone(),
+            etc: opts.etc.clone(),
+        };
+        Ok(Runtime {
+            core,
+            rt,
+            paths,
+            start: Instant::now(),
+            epoll,
+            sigfd,
+            control,
+            clients: Vec::new(),
+            init,
+            log_listener,
+            logd: None,
+            logd_ever: false,
+            pipes: Vec::new(),
+            pids: HashMap::new(),
+            helpers: HashMap::new(),
+            probes: HashMap::new(),
+            queue: LogQueue::new(now_us(), MAX_QUEUE_BYTES),
+            jobs: Vec::new(),
+            finish: None,
+            exit_code: None,
+            next_beat: Instant::now(),
+            quit: None,
+            opts,
+        })
+    }
+
+    fn connect_init(epoll: &Epoll) -> anyhow::Result<Option<InitLink>> {
+        let Some(fd) = std::env::var("DYNAMOD_INIT_FD")
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+        else {
+            tracing::info!("no init connection, running standalone");
+            return Ok(None);
+        };
+        // SAFETY-free ownership transfer: init passed this fd to us and nothing else uses it.
+        let owned = dynamod_sys::fd::take_inherited(fd).context("DYNAMOD_INIT_FD")?;
+        let stream = UnixStream::from(owned);
+        stream.set_nonblocking(true)?;
+        epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, T_INIT))?;
+        let mut out = dynamod_proto::encode(&SvmgrMsg::Hello(Hello::new("dynamod-svmgr")))?;
+        dynamod_proto::encode_into(&SvmgrMsg::Heartbeat, &mut out)?;
+        tracing::info!("connected to dynamod-init");
+        Ok(Some(InitLink {
+            stream,
+            dec: FrameDecoder::new(),
+            out,
+            last_rx: Instant::now(),
+        }))
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Boots every service and runs until shutdown; returns the exit code.
+    pub fn run(mut self) -> anyhow::Result<i32> {
+        let now = self.now();
+        let actions = self.core.handle(now, Event::Boot);
+        self.execute(actions);
+        self.flush_init();
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            if let Some(code) = self.quit {
+                self.flush_init();
+                self.flush_clients();
+                return Ok(code);
+            }
+            let timeout = self.timeout();
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => return Err(e).context("epoll_wait"),
+            };
+            for ev in &events[..n] {
+                self.dispatch(ev.data(), ev.events());
+            }
+            let now = self.now();
+            let actions = self.core.tick(now);
+            self.execute(actions);
+            self.heartbeat();
+            self.run_probes();
+            self.check_jobs();
+            self.pump_logd();
+            self.flush_init();
+        }
+    }
+
+    fn timeout(&self) -> EpollTimeout {
+        let now = self.now();
+        let mut wait = Duration::from_secs(60);
+        if self.init.is_some() {
+            wait = wait.min(self.next_beat.saturating_duration_since(Instant::now()));
+        }
+        if let Some(d) = self.core.next_deadline() {
+            wait = wait.min(d.saturating_sub(now));
+        }
+        for p in self.probes.values().filter(|p| p.running.is_none()) {
+            wait = wait.min(p.next.saturating_duration_since(Instant::now()));
+        }
+        // Round up so we never wake a hair before the deadline and spin.
+        let ms = wait.as_millis().saturating_add(1).min(60_000) as i32;
+        EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::NONE)
+    }
+
+    fn dispatch(&mut self, token: u64, flags: EpollFlags) {
+        match token {
+            T_SIGNAL => self.on_signals(),
+            T_CONTROL => self.accept_clients(),
+            T_INIT => self.on_init(),
+            T_LOG_LISTEN => self.accept_logd(),
+            T_LOGD => self.on_logd(flags),
+            t if t & !SLOT_MASK == T_CLIENT => self.on_client((t & SLOT_MASK) as usize, flags),
+            t if t & !SLOT_MASK == T_PIPE => self.on_pipe((t & SLOT_MASK) as usize),
+            t if t & !SLOT_MASK == T_NOTIFY => self.on_notify(SvcId((t & SLOT_MASK) as usize)),
+            t if t & !SLOT_MASK == T_READY => self.on_ready_fd(SvcId((t & SLOT_MASK) as usize)),
+            _ => {}
+        }
+    }
+
+    // ---- actions ------------------------------------------------------------------------
+
+    pub(crate) fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            let more = match a {
+                Action::Spawn(id) => self.spawn(id),
+                Action::Stop(id) => {
+                    self.stop(id);
+                    Vec::new()
+                }
+                Action::Kill(id) => {
+                    self.kill(id);
+                    Vec::new()
+                }
+                Action::CancelReadiness(id) => {
+                    self.cancel_readiness(id);
+                    Vec::new()
+                }
+                Action::Log(level, msg) => {
+                    log(level, &msg);
+                    Vec::new()
+                }
+                Action::StartupComplete => Vec::new(),
+                Action::ShutdownComplete => {
+                    self.shutdown_complete();
+                    Vec::new()
+                }
+                Action::MainExited(code) => {
+                    tracing::info!(
+                        "main service ended; stopping the container with exit code {code}"
+                    );
+                    self.exit_code = Some(code);
+                    self.begin_shutdown(Finish::RequestFromInit(ShutdownKind::Poweroff, Some(code)))
+                }
+            };
+            queue.extend(more);
+        }
+    }
+
+    fn spawn(&mut self, id: SvcId) -> Vec<Action> {
+        let now = self.now();
+        let Some(cfg) = self.core.service(id).cfg.clone() else {
+            return self.core.handle(
+                now,
+                Event::SpawnFailed {
+                    svc: id,
+                    error: "invalid".into(),
+                },
+            );
+        };
+        match launch::launch(&cfg, &self.paths) {
+            Ok(l) => {
+                let pid = l.child.pid;
+                tracing::debug!(service = %cfg.name, pid, "spawned");
+                self.pids.insert(pid, id);
+                let rt = &mut self.rt[id.0];
+                rt.pid = Some(pid);
+                rt.pidfd = Some(l.child.pidfd);
+                rt.since_wall = Some(SystemTime::now());
+                rt.status_text = None;
+                if let Some(fd) = l.stdout {
+                    self.add_pipe(fd, id, pid, Stream::Out);
+                }
+                if let Some(fd) = l.stderr {
+                    self.add_pipe(fd, id, pid, Stream::Err);
+                }
+                if let Some(sock) = l.notify {
+                    let _ = self.epoll.add(
+                        &sock,
+                        EpollEvent::new(EpollFlags::EPOLLIN, T_NOTIFY | id.0 as u64),
+                    );
+                    self.rt[id.0].notify = Some(sock);
+                }
+                if let Some(fd) = l.ready_fd {
+                    let _ = self.epoll.add(
+                        &fd,
+                        EpollEvent::new(EpollFlags::EPOLLIN, T_READY | id.0 as u64),
+                    );
+                    self.rt[id.0].ready_fd = Some(fd);
+                }
+                let actions = self.core.handle(now, Event::Spawned { svc: id, pid });
+                let interval = match cfg.readiness.kind {
+                    Readiness::TcpPort { .. } => Some(Duration::from_millis(100)),
+                    Readiness::Exec { interval, .. } => Some(interval),
+                    _ => None,
+                };
+                if let Some(interval) = interval {
+                    self.probes.insert(
+                        id,
+                        Probe {
+                            next: Instant::now(),
+                            interval,
+                            running: None,
+                        },
+                    );
+                }
+                actions
+            }
+            Err(e) => self.core.handle(
+                now,
+                Event::SpawnFailed {
+                    svc: id,
+                    error: e.to_string(),
+                },
+            ),
+        }
+    }
+
+    fn add_pipe(&mut self, fd: OwnedFd, svc: SvcId, pid: i32, stream: Stream) {
+        let slot = match self.pipes.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.pipes.push(None);
+                self.pipes.len() - 1
+            }
+        };
+        let file = std::fs::File::from(fd);
+        if self
+            .epoll
+            .add(
+                &file,
+                EpollEvent::new(EpollFlags::EPOLLIN, T_PIPE | slot as u64),
+            )
+            .is_err()
+        {
+            return;
+        }
+        self.pipes[slot] = Some(Pipe {
+            fd: file,
+            svc,
+            pid,
+            stream,
+            splitter: LineSplitter::default(),
+        });
+    }
+
+    fn stop(&mut self, id: SvcId) {
+        let Some(cfg) = self.core.service(id).cfg.clone() else {
+            return;
+        };
+        if let Some(argv) = &cfg.shutdown.stop_exec {
+            match launch::launch_helper(argv, &cfg, &self.paths) {
+                Ok(child) => {
+                    self.helpers.insert(child.pid, (id, "stop-exec"));
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    "stop-exec of '{}' failed: {e}; sending {} instead",
+                    cfg.name,
+                    cfg.shutdown.stop_signal.name
+                ),
+            }
+        }
+        self.signal(id, cfg.shutdown.stop_signal.number);
+    }
+
+    fn signal(&self, id: SvcId, sig: i32) {
+        if let Some(fd) = &self.rt[id.0].pidfd
+            && let Err(e) = process::pidfd_send_signal(fd.as_fd(), sig)
+            && e.raw_os_error() != Some(libc_esrch())
+        {
+            tracing::warn!("signal {sig} to '{}': {e}", self.core.service(id).name);
+        }
+    }
+
+    fn kill(&mut self, id: SvcId) {
+        self.signal(id, 9);
+        if let Some(pid) = self.rt[id.0].pid {
+            // The service runs in its own session, so its process group is its pid.
+            let _ = process::kill_process_group(pid, 9);
+        }
+    }
+
+    fn cancel_readiness(&mut self, id: SvcId) {
+        if let Some(p) = self.probes.remove(&id)
+            && let Some(pid) = p.running
+        {
+            let _ = process::kill_pid(pid, 9);
+        }
+        let rt = &mut self.rt[id.0];
+        if let Some(sock) = rt.notify.take() {
+            let _ = self.epoll.delete(&sock);
+            launch::remove_notify(&self.paths, &self.core.service(id).name);
+        }
+        if let Some(fd) = rt.ready_fd.take() {
+            let _ = self.epoll.delete(&fd);
+        }
+    }
+
+    // ---- signals and exits --------------------------------------------------------------
+
+    fn on_signals(&mut self) {
+        loop {
+            match self.sigfd.read_signal() {
+                Ok(Some(info)) => match info.ssi_signo as i32 {
+                    s if s == Signal::SIGCHLD as i32 => self.reap(),
+                    s if s == Signal::SIGTERM as i32 || s == Signal::SIGINT as i32 => {
+                        tracing::info!("received signal {s}; shutting down");
+                        let finish = if self.init.is_some() {
+                            Finish::RequestFromInit(ShutdownKind::Poweroff, None)
+                        } else {
+                            Finish::Exit(0)
+                        };
+                        let a = self.begin_shutdown(finish);
+                        self.execute(a);
+                    }
+                    s if s == Signal::SIGHUP as i32 => {
+                        tracing::warn!("reload is not supported yet; ignoring SIGHUP");
+                    }
+                    _ => {}
+                },
+                Ok(None) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("signalfd: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match process::reap_one() {
+                Ok(Reaped::Child { pid, status }) => self.on_exit(pid, status),
+                Ok(Reaped::NoChildren | Reaped::NoneReady) => return,
+                Err(e) => {
+                    tracing::error!("waitid: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, status: ExitStatus) {
+        if let Some((svc, what)) = self.helpers.remove(&pid) {
+            if what == "check-exec" {
+                if let Some(p) = self.probes.get_mut(&svc) {
+                    p.running = None;
+                    if status == ExitStatus::Exited(0) {
+                        self.probes.remove(&svc);
+                        let now = self.now();
+                        let a = self.core.handle(now, Event::Ready { svc });
+                        self.execute(a);
+                    }
+                }
+                return;
+            }
+            if what == "stop-exec" && status != ExitStatus::Exited(0) {
+                let cfg = self.core.service(svc).cfg.clone();
+                if let Some(cfg) = cfg {
+                    tracing::warn!(
+                        "stop-exec of '{}' ended with {}; sending {}",
+                        cfg.name,
+                        dynamod_core::fmt_status(status),
+                        cfg.shutdown.stop_signal.name
+                    );
+                    self.signal(svc, cfg.shutdown.stop_signal.number);
+                }
+            }
+            return;
+        }
+        let Some(svc) = self.pids.remove(&pid) else {
+            // An orphan reparented to us (double fork): reaped, nothing else to do.
+            return;
+        };
+        // Whatever the main process left in its process group goes with it.
+        let _ = process::kill_process_group(pid, 9);
+        let rt = &mut self.rt[svc.0];
+        rt.pid = None;
+        rt.pidfd = None;
+        rt.last_exit_wall = Some(SystemTime::now());
+        rt.since_wall = Some(SystemTime::now());
+        let now = self.now();
+        let actions = self.core.handle(now, Event::Exited { svc, status });
+        self.execute(actions);
+    }
+
+    fn begin_shutdown(&mut self, finish: Finish) -> Vec<Action> {
+        if self.finish.is_some() {
+            return Vec::new();
+        }
+        tracing::info!("beginning graceful shutdown");
+        self.finish = Some(finish);
+        let now = self.now();
+        self.core.handle(now, Event::Shutdown)
+    }
+
+    fn shutdown_complete(&mut self) {
+        match self.finish {
+            Some(Finish::AnswerInit) => {
+                self.send_init(&SvmgrMsg::ShutdownComplete);
+                self.quit = Some(0);
+            }
+            Some(Finish::RequestFromInit(kind, code)) => {
+                if self.init.is_some() {
+                    self.send_init(&SvmgrMsg::RequestShutdown {
+                        kind,
+                        exit_code: code,
+                    });
+                }
+                self.quit = Some(code.unwrap_or(0));
+            }
+            Some(Finish::Exit(code)) => self.quit = Some(self.exit_code.unwrap_or(code)),
+            None => self.quit = Some(0),
+        }
+    }
+
+    // ---- init channel -------------------------------------------------------------------
+
+    fn send_init(&mut self, msg: &SvmgrMsg) {
+        if let Some(link) = &mut self.init
+            && let Err(e) = dynamod_proto::encode_into(msg, &mut link.out)
+        {
+            tracing::error!("encode message to init: {e}");
+        }
+        self.flush_init();
+    }
+
+    fn flush_init(&mut self) {
+        let Some(link) = &mut self.init else { return };
+        while !link.out.is_empty() {
+            match link.stream.write(&link.out) {
+                Ok(0) => break,
+                Ok(n) => {
+                    link.out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Switch to blocking for a moment: init is PID 1 and always reads.
+                    let _ = link.stream.set_nonblocking(false);
+                    let _ = link.stream.set_write_timeout(Some(Duration::from_secs(1)));
+                    let r = link.stream.write_all(&link.out);
+                    let _ = link.stream.set_nonblocking(true);
+                    if r.is_ok() {
+                        link.out.clear();
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        if self.init.is_none() || Instant::now() < self.next_beat {
+            return;
+        }
+        self.next_beat = Instant::now() + self.opts.heartbeat;
+        self.send_init(&SvmgrMsg::Heartbeat);
+    }
+
+    fn on_init(&mut self) {
+        let mut buf = [0u8; 4096];
+        let mut msgs = Vec::new();
+        let mut closed = false;
+        if let Some(link) = &mut self.init {
+            loop {
+                match link.stream.read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => link.dec.push(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            link.last_rx = Instant::now();
+            loop {
+                match link.dec.next::<InitMsg>() {
+                    Ok(Some(m)) => msgs.push(m),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("bad message from init: {e}");
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        for m in msgs {
+            match m {
+                InitMsg::Hello(h) if h.version != dynamod_proto::PROTOCOL_VERSION => {
+                    tracing::error!(
+                        "dynamod-init speaks protocol {}, we speak {}",
+                        h.version,
+                        dynamod_proto::PROTOCOL_VERSION
+                    );
+                }
+                InitMsg::Hello(_) | InitMsg::HeartbeatAck => {}
+                InitMsg::Heartbeat => self.send_init(&SvmgrMsg::HeartbeatAck),
+                InitMsg::Shutdown { kind } => {
+                    tracing::info!("shutdown requested by init ({})", kind.as_str());
+                    let a = self.begin_shutdown(Finish::AnswerInit);
+                    self.execute(a);
+                }
+                InitMsg::Reload => tracing::warn!("reload is not supported yet; ignoring"),
+                InitMsg::OrphanExited { .. } => {}
+            }
+        }
+        if closed {
+            tracing::error!("lost the connection to dynamod-init; stopping services");
+            if let Some(link) = self.init.take() {
+                let _ = self.epoll.delete(&link.stream);
+            }
+            let a = self.begin_shutdown(Finish::Exit(1));
+            self.execute(a);
+        }
+    }
+
+    // ---- logs ---------------------------------------------------------------------------
+
+    fn on_pipe(&mut self, slot: usize) {
+        let mut buf = [0u8; 65536];
+        let mut lines: Vec<(Vec<u8>, bool)> = Vec::new();
+        let mut eof = false;
+        let Some(Some(pipe)) = self.pipes.get_mut(slot) else {
+            return;
+        };
+        // Bounded work per wake-up so one chatty service cannot starve the others.
+        for _ in 0..16 {
+            match pipe.fd.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => pipe
+                    .splitter
+                    .feed(&buf[..n], &mut |l, p| lines.push((l.to_vec(), p))),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if eof && let Some(rest) = pipe.splitter.finish() {
+            lines.push((rest, true));
+        }
+        let (svc, pid, stream) = (pipe.svc, pipe.pid, pipe.stream);
+        if eof && let Some(p) = self.pipes[slot].take() {
+            let _ = self.epoll.delete(&p.fd);
+        }
+        for (line, partial) in lines {
+            self.record(svc, pid, stream, line, partial);
+        }
+    }
+
+    fn record(&mut self, svc: SvcId, pid: i32, stream: Stream, line: Vec<u8>, partial: bool) {
+        let name = self.core.service(svc).name.clone();
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if !self.logd_ever {
+            // Before logd runs, output goes to the console too (and is queued for logd).
+            eprintln!("[{name}] {text}");
+        }
+        let rt = &mut self.rt[svc.0];
+        if rt.recent.len() == RECENT_LINES {
+            rt.recent.pop_front();
+        }
+        rt.recent.push_back(text);
+        let dropped = self.queue.push(&name, pid, stream, now_us(), line, partial);
+        for (service, n) in dropped {
+            if let Some(id) = self.core.lookup(&service) {
+                let rt = &mut self.rt[id.0];
+                if rt.dropped == 0 {
+                    tracing::warn!("log buffer full: dropping the oldest lines of '{service}'");
+                }
+                rt.dropped += n;
+            }
+        }
+    }
+
+    fn accept_logd(&mut self) {
+        loop {
+            let (stream, _) = match self.log_listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let uid =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                    .map(|c| c.uid())
+                    .unwrap_or(u32::MAX);
+            if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Some(old) = self.logd.take() {
+                let _ = self.epoll.delete(&old.stream);
+            }
+            if self
+                .epoll
+                .add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, T_LOGD))
+                .is_err()
+            {
+                continue;
+            }
+            let out = dynamod_proto::encode(&LogMsg::Hello(Hello::new("dynamod-svmgr")))
+                .unwrap_or_default();
+            self.queue.rewind();
+            self.logd = Some(Logd {
+                stream,
+                dec: FrameDecoder::new(),
+                out,
+                greeted: false,
+            });
+        }
+    }
+
+    fn on_logd(&mut self, flags: EpollFlags) {
+        let mut closed =
+            flags.contains(EpollFlags::EPOLLHUP) || flags.contains(EpollFlags::EPOLLERR);
+        if let Some(l) = &mut self.logd {
+            let mut buf = [0u8; 4096];
+            loop {
+                match l.stream.read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => l.dec.push(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            loop {
+                match l.dec.next::<LogMsg>() {
+                    Ok(Some(LogMsg::Hello(h))) => {
+                        if h.version == dynamod_proto::PROTOCOL_VERSION {
+                            l.greeted = true;
+                            if !self.logd_ever {
+                                tracing::info!(
+                                    "dynamod-logd connected; service output now goes to its files"
+                                );
+                            }
+                            self.logd_ever = true;
+                        } else {
+                            closed = true;
+                        }
+                    }
+                    Ok(Some(LogMsg::Ack { seq })) => self.queue.ack(seq),
+                    Ok(Some(LogMsg::Records(_))) | Ok(None) => break,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if closed && let Some(l) = self.logd.take() {
+            let _ = self.epoll.delete(&l.stream);
+            self.queue.rewind();
+        }
+    }
+
+    fn pump_logd(&mut self) {
+        let Some(l) = &mut self.logd else { return };
+        if !l.greeted && l.out.is_empty() {
+            return;
+        }
+        // Keep at most ~1 MiB in flight in our own buffer; the rest waits in the queue.
+        if l.greeted && l.out.len() < 1 << 20 {
+            let batch = self.queue.unsent(512);
+            if !batch.is_empty() {
+                let _ = dynamod_proto::encode_into(&LogMsg::Records(batch), &mut l.out);
+            }
+        }
+        while !l.out.is_empty() {
+            match l.stream.write(&l.out) {
+                Ok(0) => break,
+                Ok(n) => {
+                    l.out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let _ = self.epoll.modify(
+                        &l.stream,
+                        &mut EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT, T_LOGD),
+                    );
+                    return;
+                }
+                Err(_) => {
+                    let _ = self.epoll.delete(&l.stream);
+                    self.logd = None;
+                    self.queue.rewind();
+                    return;
+                }
+            }
+        }
+        let _ = self
+            .epoll
+            .modify(&l.stream, &mut EpollEvent::new(EpollFlags::EPOLLIN, T_LOGD));
+    }
+
+    // ---- readiness ----------------------------------------------------------------------
+
+    fn on_notify(&mut self, id: SvcId) {
+        let mut buf = vec![0u8; notify::MAX_DATAGRAM + 1];
+        loop {
+            let Some(sock) = &self.rt[id.0].notify else {
+                return;
+            };
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+            let r = nix::sys::socket::recvmsg::<()>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
+            let (len, sender) = match r {
+                Ok(msg) => {
+                    let mut sender = None;
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let nix::sys::socket::ControlMessageOwned::ScmCredentials(cred) = c {
+                                sender = Some(cred.pid());
+                            }
+                        }
+                    }
+                    (msg.bytes, sender)
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            let data = buf[..len].to_vec();
+            if !self.sender_belongs(id, sender) {
+                self.rt[id.0].notify_rejected += 1;
+                continue;
+            }
+            match notify::parse(&data) {
+                Ok(msg) => {
+                    if let Some(s) = msg.status {
+                        self.rt[id.0].status_text = Some(s);
+                    }
+                    if msg.ready {
+                        let now = self.now();
+                        let a = self.core.handle(now, Event::Ready { svc: id });
+                        self.execute(a);
+                    }
+                }
+                Err(_) => self.rt[id.0].notify_rejected += 1,
+            }
+        }
+    }
+
+    /// Only the service's own processes may notify for it: its main process or a member of
+    /// its session (the service runs in a session of its own).
+    fn sender_belongs(&self, id: SvcId, sender: Option<i32>) -> bool {
+        let (Some(sender), Some(main)) = (sender, self.rt[id.0].pid) else {
+            return false;
+        };
+        if sender == main {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{sender}/stat")).unwrap_or_default();
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        // Fields after ')': state ppid pgrp session …
+        rest.split_whitespace()
+            .nth(3)
+            .and_then(|s| s.parse::<i32>().ok())
+            == Some(main)
+    }
+
+    fn on_ready_fd(&mut self, id: SvcId) {
+        let mut buf = [0u8; 256];
+        let Some(fd) = &self.rt[id.0].ready_fd else {
+            return;
+        };
+        let mut file = match fd.try_clone() {
+            Ok(f) => std::fs::File::from(f),
+            Err(_) => return,
+        };
+        let now = self.now();
+        match file.read(&mut buf) {
+            Ok(0) => {
+                self.cancel_readiness(id);
+                let a = self.core.handle(
+                    now,
+                    Event::ReadinessFailed {
+                        svc: id,
+                        reason: "ready fd closed without a newline".into(),
+                    },
+                );
+                self.execute(a);
+            }
+            Ok(n) if buf[..n].contains(&b'\n') => {
+                self.cancel_readiness(id);
+                let a = self.core.handle(now, Event::Ready { svc: id });
+                self.execute(a);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs every polled probe that is due.
+    fn run_probes(&mut self) {
+        let due: Vec<SvcId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.running.is_none() && p.next <= Instant::now())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(cfg) = self.core.service(id).cfg.clone() else {
+                continue;
+            };
+            let Some(p) = self.probes.get_mut(&id) else {
+                continue;
+            };
+            p.next = Instant::now() + p.interval;
+            match &cfg.readiness.kind {
+                Readiness::TcpPort { port, host } => {
+                    let addr = std::net::SocketAddr::new(*host, *port);
+                    // Loopback connects complete at once; the timeout only bounds odd hosts.
+                    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50))
+                        .is_ok()
+                    {
+                        self.probes.remove(&id);
+                        let now = self.now();
+                        let a = self.core.handle(now, Event::Ready { svc: id });
+                        self.execute(a);
+                    }
+                }
+                Readiness::Exec { check_exec, .. } => {
+                    match launch::launch_helper(check_exec, &cfg, &self.paths) {
+                        Ok(child) => {
+                            p.running = Some(child.pid);
+                            self.helpers.insert(child.pid, (id, "check-exec"));
+                        }
+                        Err(e) => {
+                            self.probes.remove(&id);
+                            let now = self.now();
+                            let a = self.core.handle(
+                                now,
+                                Event::ReadinessFailed {
+                                    svc: id,
+                                    reason: format!("check-exec: {e}"),
+                                },
+                            );
+                            self.execute(a);
+                        }
+                    }
+                }
+                _ => {
+                    self.probes.remove(&id);
+                }
+            }
+        }
+    }
+
+    // ---- control clients ----------------------------------------------------------------
+
+    fn accept_clients(&mut self) {
+        loop {
+            let (stream, _) = match self.control.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let live = self.clients.iter().filter(|c| c.is_some()).count();
+            if live >= MAX_CLIENTS || stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let cred =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+            let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
+            let slot = match self.clients.iter().position(Option::is_none) {
+                Some(s) => s,
+                None => {
+                    self.clients.push(None);
+                    self.clients.len() - 1
+                }
+            };
+            if self
+                .epoll
+                .add(
+                    &stream,
+                    EpollEvent::new(EpollFlags::EPOLLIN, T_CLIENT | slot as u64),
+                )
+                .is_err()
+            {
+                continue;
+            }
+            self.clients[slot] = Some(Client::new(stream, uid));
+        }
+    }
+
+    fn on_client(&mut self, slot: usize, flags: EpollFlags) {
+        let Some(Some(client)) = self.clients.get_mut(slot) else {
+            return;
+        };
+        let mut closed = client.read_in();
+        if flags.contains(EpollFlags::EPOLLHUP) && !flags.contains(EpollFlags::EPOLLIN) {
+            closed = true;
+        }
+        if !closed {
+            closed = self.serve_client(slot);
+        }
+        self.flush_client(slot, closed);
+    }
+
+    /// Handles every complete request of a client (one at a time while a job is pending).
+    /// Returns true when the client must be dropped.
+    fn serve_client(&mut self, slot: usize) -> bool {
+        loop {
+            if self.jobs.iter().any(|j| j.client == slot) {
+                return false;
+            }
+            let req = match self.clients[slot].as_mut().map(Client::next_request) {
+                Some(Ok(Some(r))) => r,
+                Some(Ok(None)) | None => return false,
+                Some(Err(msg)) => {
+                    if let Some(c) = self.clients[slot].as_mut() {
+                        c.send(&dynamod_proto::Response::Error {
+                            kind: dynamod_proto::ErrorKind::Protocol,
+                            message: msg,
+                        });
+                        c.close_after_flush = true;
+                    }
+                    return false;
+                }
+            };
+            let resp = self.handle_request(slot, req);
+            if let Some(resp) = resp
+                && let Some(c) = self.clients[slot].as_mut()
+            {
+                c.send(&resp);
+            }
+        }
+    }
+
+    pub(crate) fn flush_client(&mut self, slot: usize, mut closed: bool) {
+        if let Some(Some(c)) = self.clients.get_mut(slot) {
+            match c.flush() {
+                Ok(true) => {
+                    let _ = self.epoll.modify(
+                        &c.stream,
+                        &mut EpollEvent::new(
+                            EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+                            T_CLIENT | slot as u64,
+                        ),
+                    );
+                }
+                Ok(false) => {
+                    let _ = self.epoll.modify(
+                        &c.stream,
+                        &mut EpollEvent::new(EpollFlags::EPOLLIN, T_CLIENT | slot as u64),
+                    );
+                    if c.close_after_flush {
+                        closed = true;
+                    }
+                }
+                Err(()) => closed = true,
+            }
+        }
+        if closed && let Some(c) = self.clients[slot].take() {
+            let _ = self.epoll.delete(&c.stream);
+            self.jobs.retain(|j| j.client != slot);
+        }
+    }
+
+    fn flush_clients(&mut self) {
+        for slot in 0..self.clients.len() {
+            if let Some(c) = self.clients[slot].as_mut() {
+                let _ = c.stream.set_nonblocking(false);
+                let _ = c.stream.set_write_timeout(Some(Duration::from_millis(500)));
+                let _ = c.flush();
+            }
+        }
+    }
+
+    pub(crate) fn add_job(&mut self, job: Job) {
+        self.jobs.push(job);
+    }
+
+    fn check_jobs(&mut self) {
+        let mut i = 0;
+        while i < self.jobs.len() {
+            let Some(resp) = self.job_result(&self.jobs[i]) else {
+                i += 1;
+                continue;
+            };
+            let job = self.jobs.remove(i);
+            let slot = job.client;
+            if let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) {
+                c.send(&resp);
+            }
+            // The client may have more requests queued behind this one.
+            let closed = self.serve_client(slot);
+            self.flush_client(slot, closed);
+        }
+    }
+
+    /// The peer uid of a control client (`u32::MAX` when unknown).
+    pub(crate) fn client_uid(&self, slot: usize) -> u32 {
+        self.clients
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map_or(u32::MAX, |c| c.uid)
+    }
+
+    /// An operator asked for a system shutdown.
+    pub(crate) fn request_shutdown(&mut self, kind: ShutdownKind) -> Vec<Action> {
+        let finish = if self.init.is_some() {
+            Finish::RequestFromInit(kind, None)
+        } else {
+            Finish::Exit(0)
+        };
+        self.begin_shutdown(finish)
+    }
+}
+
+fn libc_esrch() -> i32 {
+    nix::errno::Errno::ESRCH as i32
+}
