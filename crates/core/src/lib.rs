@@ -14,12 +14,14 @@
 //! *intensity* is the number of restarts allowed within a window before giving up.
 
 mod model;
+mod reload;
 mod tree;
 
 #[cfg(test)]
 mod tests;
 
 pub use model::{Phase, Service, SupId, Supervisor, SvcId, Then};
+pub use reload::ReloadSummary;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -192,39 +194,57 @@ impl Core {
 
     fn build_services(&mut self, config: &Config) {
         for cfg in &config.services {
-            let sup = self
-                .sup_by_name
-                .get(&cfg.supervisor)
-                .copied()
-                .unwrap_or(SupId(0));
-            let id = SvcId(self.services.len());
-            self.by_name.insert(cfg.name.clone(), id);
-            self.services
-                .push(Service::new(cfg.name.clone(), sup, Some(cfg.clone()), None));
-            self.supervisors[sup.0].children.push(id);
+            let sup = self.sup_for(&cfg.supervisor);
+            self.insert_service(cfg.name.clone(), sup, Some(cfg.clone()), None);
         }
         for inv in &config.invalid {
             if self.by_name.contains_key(&inv.name) {
                 continue;
             }
-            let sup = inv
-                .supervisor
-                .as_deref()
-                .and_then(|s| self.sup_by_name.get(s).copied())
-                .unwrap_or(SupId(0));
-            let id = SvcId(self.services.len());
-            self.by_name.insert(inv.name.clone(), id);
-            self.services.push(Service::new(
-                inv.name.clone(),
-                sup,
-                None,
-                Some(inv.reason.clone()),
-            ));
-            self.supervisors[sup.0].children.push(id);
+            let sup = self.sup_for(inv.supervisor.as_deref().unwrap_or(""));
+            self.insert_service(inv.name.clone(), sup, None, Some(inv.reason.clone()));
         }
-        // Resolve dependency edges. `requires` to an unknown service keeps the name so the
-        // service can be reported blocked; unknown soft dependencies are ignored.
+        self.link();
+    }
+
+    /// The supervisor called `name`, or root when there is none.
+    pub(crate) fn sup_for(&self, name: &str) -> SupId {
+        self.sup_by_name.get(name).copied().unwrap_or(SupId(0))
+    }
+
+    pub(crate) fn insert_service(
+        &mut self,
+        name: String,
+        sup: SupId,
+        cfg: Option<dynamod_config::ServiceConfig>,
+        invalid: Option<String>,
+    ) -> SvcId {
+        let id = SvcId(self.services.len());
+        self.by_name.insert(name.clone(), id);
+        self.services.push(Service::new(name, sup, cfg, invalid));
+        self.supervisors[sup.0].children.push(id);
+        id
+    }
+
+    /// Recomputes every dependency edge and every supervisor's child list from the current
+    /// configurations. `requires` naming an unknown service keeps the name so the service can
+    /// be reported blocked; unknown soft dependencies are ignored.
+    pub(crate) fn link(&mut self) {
+        for s in &mut self.services {
+            s.requires.clear();
+            s.missing_requires.clear();
+            s.soft.clear();
+            s.dependents.clear();
+        }
+        for sup in &mut self.supervisors {
+            sup.children.clear();
+        }
         for i in 0..self.services.len() {
+            if self.services[i].removed {
+                continue;
+            }
+            let sup = self.services[i].supervisor;
+            self.supervisors[sup.0].children.push(SvcId(i));
             let Some(cfg) = self.services[i].cfg.clone() else {
                 continue;
             };
@@ -238,6 +258,7 @@ impl Core {
             for name in cfg.deps.wants.iter().chain(&cfg.deps.after) {
                 if let Some(&d) = self.by_name.get(name)
                     && d.0 != i
+                    && !self.services[i].soft.contains(&d)
                 {
                     self.services[i].soft.push(d);
                 }
@@ -245,6 +266,7 @@ impl Core {
             for name in &cfg.deps.before {
                 if let Some(&d) = self.by_name.get(name)
                     && d.0 != i
+                    && !self.services[d.0].soft.contains(&SvcId(i))
                 {
                     self.services[d.0].soft.push(SvcId(i));
                 }
@@ -277,9 +299,18 @@ impl Core {
         &self.services[id.0]
     }
 
-    /// Every service, in configuration order.
+    /// Every service, in configuration order (services removed by a reload are skipped).
     pub fn services(&self) -> impl Iterator<Item = (SvcId, &Service)> {
-        self.services.iter().enumerate().map(|(i, s)| (SvcId(i), s))
+        self.services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.removed)
+            .map(|(i, s)| (SvcId(i), s))
+    }
+
+    /// Number of service slots, including removed ones (ids are indexes below this).
+    pub fn slots(&self) -> usize {
+        self.services.len()
     }
 
     /// One supervisor.
@@ -391,7 +422,7 @@ impl Core {
         std::mem::take(&mut self.actions)
     }
 
-    fn log(&mut self, level: Level, msg: String) {
+    pub(crate) fn log(&mut self, level: Level, msg: String) {
         self.actions.push(Action::Log(level, msg));
     }
 
@@ -805,7 +836,7 @@ impl Core {
         }
     }
 
-    fn begin_stop(&mut self, now: Time, svc: SvcId, then: Then) {
+    pub(crate) fn begin_stop(&mut self, now: Time, svc: SvcId, then: Then) {
         let s = &mut self.services[svc.0];
         match s.phase {
             Phase::Starting { .. } | Phase::Running if s.pid.is_some() => {
@@ -933,7 +964,7 @@ impl Core {
             .collect()
     }
 
-    fn operator_stop(&mut self, now: Time, svc: SvcId) {
+    pub(crate) fn operator_stop(&mut self, now: Time, svc: SvcId) {
         let s = &mut self.services[svc.0];
         s.wanted = false;
         s.boot_wanted = false;
@@ -1028,7 +1059,7 @@ impl Core {
     /// Moves every service as far as the current states allow: start what is unblocked,
     /// block what cannot start, stop (during shutdown) what nothing depends on any more, and
     /// report start-up and shutdown completion.
-    fn settle(&mut self, now: Time) {
+    pub(crate) fn settle(&mut self, now: Time) {
         loop {
             let mut changed = false;
             for i in 0..self.services.len() {

@@ -116,6 +116,8 @@ pub struct Service {
     pub soft: Vec<SvcId>,
     /// Services that depend on this one (either kind).
     pub dependents: Vec<SvcId>,
+    /// Dropped from the configuration by a reload (kept only until its process is gone).
+    pub removed: bool,
     pub(crate) restart_times: Window,
     pub(crate) backoff: Option<Duration>,
 }
@@ -151,6 +153,7 @@ impl Service {
             missing_requires: Vec::new(),
             soft: Vec::new(),
             dependents: Vec::new(),
+            removed: false,
             restart_times: Window::new(),
             backoff: None,
         }

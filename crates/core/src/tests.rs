@@ -719,3 +719,61 @@ fn duration_formatting_is_compact() {
     assert_eq!(fmt_duration(Duration::from_secs(120)), "2m");
     assert_eq!(fmt_duration(Duration::from_secs(3600)), "1h");
 }
+
+#[test]
+fn reload_restarts_only_changed_services_and_starts_new_ones() {
+    let cfg = config(vec![svc("a"), svc("b"), svc("gone")], vec![]);
+    let mut sim = Sim::new(cfg);
+    sim.boot();
+    let (pid_a, pid_b) = (sim.pid("a"), sim.pid("b"));
+    let mut b2 = svc("b");
+    b2.exec = vec!["/bin/false".into()];
+    let new = config(vec![svc("a"), b2, svc("new")], vec![]);
+    let (summary, actions) = sim.core.reload(sim.now, &new);
+    sim.run(actions);
+    assert_eq!(summary.added, ["new"]);
+    assert_eq!(summary.removed, ["gone"]);
+    assert_eq!(summary.changed, ["b"]);
+    assert_eq!(summary.unchanged, 1);
+    assert_eq!(sim.stopped, ["gone", "b"]);
+    assert_eq!(sim.pid("a"), pid_a);
+    sim.exit("b", ExitStatus::Signaled(15));
+    assert_ne!(sim.pid("b"), pid_b);
+    assert_eq!(sim.state("b"), ServiceState::Running);
+    assert_eq!(sim.state("new"), ServiceState::Running);
+    assert!(sim.core.lookup("gone").is_none());
+    assert!(sim.logged("reload complete: 1 added, 1 removed, 1 changed, 1 unchanged"));
+}
+
+#[test]
+fn reload_fixes_an_invalid_service_and_starts_it() {
+    let mut cfg = config(vec![], vec![]);
+    cfg.invalid.push(InvalidService {
+        name: "x".into(),
+        file: PathBuf::from("/x.toml"),
+        supervisor: None,
+        reason: "bad".into(),
+    });
+    let mut sim = Sim::new(cfg);
+    sim.boot();
+    assert_eq!(sim.state("x"), ServiceState::Invalid);
+    let (_, actions) = sim.core.reload(sim.now, &config(vec![svc("x")], vec![]));
+    sim.run(actions);
+    assert_eq!(sim.state("x"), ServiceState::Running);
+}
+
+#[test]
+fn reload_moves_a_service_to_a_new_supervisor() {
+    let mut sim = Sim::new(config(vec![svc("x")], vec![]));
+    sim.boot();
+    let new = config(
+        vec![under(svc("x"), "grp")],
+        vec![sup("grp", Strategy::OneForOne, 5, 60)],
+    );
+    let (summary, actions) = sim.core.reload(sim.now, &new);
+    sim.run(actions);
+    assert_eq!(summary.changed, ["x"]);
+    let t = sim.core.tree();
+    assert_eq!(t.children[0].name, "grp");
+    assert_eq!(t.children[0].children[0].name, "x");
+}

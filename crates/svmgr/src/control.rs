@@ -178,10 +178,18 @@ impl Runtime {
             Request::Restart { names, no_block } => {
                 self.job(slot, JobKind::Restart, &names, no_block)
             }
-            Request::Reload => Some(Response::Error {
-                kind: ErrorKind::Invalid,
-                message: "reload is not supported yet".into(),
-            }),
+            Request::Reload => {
+                let r = self.reload();
+                Some(Response::Done {
+                    message: format!(
+                        "reloaded: {} added, {} removed, {} changed, {} unchanged",
+                        r.added.len(),
+                        r.removed.len(),
+                        r.changed.len(),
+                        r.unchanged
+                    ),
+                })
+            }
             Request::Shutdown { kind } => {
                 tracing::info!("shutdown ({}) requested via control socket", kind.as_str());
                 let actions = self.request_shutdown(kind);

@@ -157,6 +157,32 @@ fn log(level: Level, msg: &str) {
     }
 }
 
+/// Loads both configuration directories and logs every diagnostic with its location.
+fn load_config(opts: &Options) -> dynamod_config::Config {
+    let config = dynamod_config::load(&opts.services, &opts.supervisors);
+    for d in &config.diagnostics {
+        let loc = if d.line > 0 {
+            format!("{}:{}:{}", d.file.display(), d.line, d.col)
+        } else {
+            d.file.display().to_string()
+        };
+        match d.severity {
+            dynamod_config::Severity::Error => tracing::error!("{loc}: {}", d.message),
+            dynamod_config::Severity::Warning => tracing::warn!("{loc}: {}", d.message),
+        }
+    }
+    tracing::info!("loaded {} service definition(s)", config.services.len());
+    if !config.invalid.is_empty() {
+        let names: Vec<&str> = config.invalid.iter().map(|i| i.name.as_str()).collect();
+        tracing::error!(
+            "{} service file(s) invalid and not started: {}",
+            config.invalid.len(),
+            names.join(", ")
+        );
+    }
+    config
+}
+
 fn bind_socket(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> {
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
@@ -171,27 +197,7 @@ impl Runtime {
     /// Loads the configuration and sets up every socket; nothing is started yet.
     pub fn new(opts: Options) -> anyhow::Result<Self> {
         tracing::info!("dynamod-svmgr starting");
-        let config = dynamod_config::load(&opts.services, &opts.supervisors);
-        for d in &config.diagnostics {
-            let loc = if d.line > 0 {
-                format!("{}:{}:{}", d.file.display(), d.line, d.col)
-            } else {
-                d.file.display().to_string()
-            };
-            match d.severity {
-                dynamod_config::Severity::Error => tracing::error!("{loc}: {}", d.message),
-                dynamod_config::Severity::Warning => tracing::warn!("{loc}: {}", d.message),
-            }
-        }
-        tracing::info!("loaded {} service definition(s)", config.services.len());
-        if !config.invalid.is_empty() {
-            let names: Vec<&str> = config.invalid.iter().map(|i| i.name.as_str()).collect();
-            tracing::error!(
-                "{} service file(s) invalid and not started: {}",
-                config.invalid.len(),
-                names.join(", ")
-            );
-        }
+        let config = load_config(&opts);
         tracing::info!(
             "loaded {} supervisor definition(s)",
             config.supervisors.len()
@@ -571,7 +577,7 @@ impl Runtime {
                         self.execute(a);
                     }
                     s if s == Signal::SIGHUP as i32 => {
-                        tracing::warn!("reload is not supported yet; ignoring SIGHUP");
+                        self.reload();
                     }
                     _ => {}
                 },
@@ -761,7 +767,9 @@ impl Runtime {
                     let a = self.begin_shutdown(Finish::AnswerInit);
                     self.execute(a);
                 }
-                InitMsg::Reload => tracing::warn!("reload is not supported yet; ignoring"),
+                InitMsg::Reload => {
+                    self.reload();
+                }
                 InitMsg::OrphanExited { .. } => {}
             }
         }
@@ -1262,6 +1270,17 @@ impl Runtime {
             let closed = self.serve_client(slot);
             self.flush_client(slot, closed);
         }
+    }
+
+    /// Re-reads the configuration and applies the difference.
+    pub(crate) fn reload(&mut self) -> dynamod_core::ReloadSummary {
+        tracing::info!("reloading configuration");
+        let config = load_config(&self.opts);
+        let now = self.now();
+        let (summary, actions) = self.core.reload(now, &config);
+        self.rt.resize_with(self.core.slots(), SvcRt::default);
+        self.execute(actions);
+        summary
     }
 
     /// The peer uid of a control client (`u32::MAX` when unknown).

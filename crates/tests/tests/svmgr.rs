@@ -1,6 +1,11 @@
 //! dynamod-svmgr as a plain process: boot, operator commands, restarts, shutdown, bad files.
 
-#![allow(clippy::disallowed_methods, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::time::Duration;
 
@@ -365,4 +370,65 @@ fn non_root_clients_may_read_but_not_change() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied"), "{err}");
     assert_eq!(status(&s, "d").summary.state, ServiceState::Running);
+}
+
+#[test]
+fn reload_restarts_only_the_edited_service_and_applies_additions_and_removals() {
+    let s = start(
+        "reload",
+        &[
+            service("keep", "exec = [\"sleep\", \"3615\"]"),
+            service("edit", "exec = [\"sleep\", \"3616\"]"),
+            service("drop", "exec = [\"sleep\", \"3617\"]"),
+        ],
+    );
+    s.wait_log("startup complete: 3 ready", T);
+    let keep = status(&s, "keep").summary.pid;
+    let edit = status(&s, "edit").summary.pid;
+    std::fs::write(
+        s.path("services/edit.toml"),
+        "[service]\nname = \"edit\"\nexec = [\"sleep\", \"3618\"]\n",
+    )
+    .unwrap();
+    std::fs::remove_file(s.path("services/drop.toml")).unwrap();
+    std::fs::write(
+        s.path("services/added.toml"),
+        "[service]\nname = \"added\"\nexec = [\"sleep\", \"3619\"]\n",
+    )
+    .unwrap();
+    match s.request(&Request::Reload) {
+        Response::Done { message } => {
+            assert!(
+                message.contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let d = wait_for("edit to run its new command", T, || {
+        let d = status(&s, "edit");
+        (d.summary.state == ServiceState::Running && d.exec.contains(&"3618".to_string()))
+            .then_some(d)
+    });
+    assert_ne!(d.summary.pid, edit);
+    assert_eq!(status(&s, "keep").summary.pid, keep);
+    wait_state(&s, "added", ServiceState::Running);
+    wait_for("drop to be gone", T, || {
+        pids_matching("sleep 3617").is_empty().then_some(())
+    });
+    match s.request(&Request::Status {
+        names: vec!["drop".into()],
+    }) {
+        Response::Error {
+            kind: ErrorKind::UnknownService,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    // SIGHUP reloads as well.
+    unsafe_kill(s.pid(), libc::SIGHUP);
+    s.wait_log(
+        "reload complete: 0 added, 0 removed, 0 changed, 3 unchanged",
+        T,
+    );
 }
