@@ -1,3 +1,5 @@
-//! dynamodctl.
+//! `dynamodctl`: see the library documentation.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    dynamodctl::main()
+}
