@@ -1,0 +1,1 @@
+//! Shared D-Bus plumbing for dynamod's systemd-compatible daemons.

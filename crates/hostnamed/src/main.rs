@@ -1,0 +1,3 @@
+//! dynamod-hostnamed.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! libsystemd shim.

@@ -1,0 +1,3 @@
+//! dynamod-sd1bridge.
+
+fn main() {}
