@@ -54,6 +54,14 @@ pub enum Event {
         /// Why, for people.
         error: String,
     },
+    /// The main process changed: a `forking` service's daemon was found, or a notify
+    /// service sent `MAINPID=`.
+    MainPid {
+        /// The service.
+        svc: SvcId,
+        /// The new main PID.
+        pid: i32,
+    },
     /// The readiness condition was met.
     Ready {
         /// The service.
@@ -349,6 +357,7 @@ impl Core {
             Event::Boot => self.boot(now),
             Event::Spawned { svc, pid } => self.on_spawned(now, svc, pid),
             Event::SpawnFailed { svc, error } => self.on_spawn_failed(now, svc, error),
+            Event::MainPid { svc, pid } => self.on_main_pid(now, svc, pid),
             Event::Ready { svc } => self.on_ready(now, svc),
             Event::ReadinessFailed { svc, reason } => self.on_readiness_failed(now, svc, reason),
             Event::Exited { svc, status } => self.on_exited(now, svc, status),
@@ -451,8 +460,21 @@ impl Core {
         }
         s.pid = Some(pid);
         s.spawned_at = Some(now);
-        let immediate = !s.is_oneshot() && s.readiness_kind() == "none";
+        let immediate = !s.is_oneshot() && !s.is_forking() && s.readiness_kind() == "none";
         if immediate {
+            self.become_ready(now, svc);
+        }
+    }
+
+    fn on_main_pid(&mut self, now: Time, svc: SvcId, pid: i32) {
+        let s = &mut self.services[svc.0];
+        if !s.has_process() {
+            return;
+        }
+        s.pid = Some(pid);
+        // A forking service is running once its daemon is known (unless it has a readiness
+        // condition of its own).
+        if matches!(s.phase, Phase::Starting { .. }) && s.readiness_kind() == "none" {
             self.become_ready(now, svc);
         }
     }
@@ -1177,7 +1199,7 @@ impl Core {
     fn spawn(&mut self, now: Time, id: SvcId) {
         self.start_seq += 1;
         let s = &mut self.services[id.0];
-        let needs_deadline = s.is_oneshot() || s.readiness_kind() != "none";
+        let needs_deadline = s.is_oneshot() || s.is_forking() || s.readiness_kind() != "none";
         let deadline = needs_deadline.then(|| now + s.readiness_timeout());
         s.phase = Phase::Starting { deadline };
         s.since = now;

@@ -207,6 +207,12 @@ impl Service {
             .is_some_and(|c| c.kind == ServiceType::Oneshot)
     }
 
+    pub(crate) fn is_forking(&self) -> bool {
+        self.cfg
+            .as_ref()
+            .is_some_and(|c| c.kind == ServiceType::Forking)
+    }
+
     pub(crate) fn is_main(&self) -> bool {
         self.cfg.as_ref().is_some_and(|c| c.main)
     }

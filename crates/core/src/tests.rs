@@ -777,3 +777,17 @@ fn reload_moves_a_service_to_a_new_supervisor() {
     assert_eq!(t.children[0].name, "grp");
     assert_eq!(t.children[0].children[0].name, "x");
 }
+
+#[test]
+fn forking_service_is_running_once_its_daemon_is_known() {
+    let mut f = svc("daemon");
+    f.kind = ServiceType::Forking;
+    let mut sim = Sim::new(config(vec![f, requires(svc("user"), &["daemon"])], vec![]));
+    sim.boot();
+    assert_eq!(sim.state("daemon"), ServiceState::Starting);
+    let id = sim.id("daemon");
+    sim.send(Event::MainPid { svc: id, pid: 4242 });
+    assert_eq!(sim.state("daemon"), ServiceState::Running);
+    assert_eq!(sim.pid("daemon"), Some(4242));
+    assert_eq!(sim.spawned, ["daemon", "user"]);
+}

@@ -82,8 +82,18 @@ struct Pipe {
     splitter: LineSplitter,
 }
 
-/// A polled readiness probe (`tcp-port`, `exec`).
+/// What a polled probe looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    /// The readiness condition (`tcp-port`, `exec`).
+    Readiness,
+    /// A `forking` service's daemon (pidfile, or the one process the starter left behind).
+    MainPid,
+}
+
+/// A polled probe.
 struct Probe {
+    kind: ProbeKind,
     next: Instant,
     interval: Duration,
     /// PID of a running `check-exec`.
@@ -456,10 +466,12 @@ impl Runtime {
                     Readiness::Exec { interval, .. } => Some(interval),
                     _ => None,
                 };
-                if let Some(interval) = interval {
+                let forking = cfg.kind == dynamod_config::ServiceType::Forking;
+                if let Some(interval) = interval.filter(|_| !forking) {
                     self.probes.insert(
                         id,
                         Probe {
+                            kind: ProbeKind::Readiness,
                             next: Instant::now(),
                             interval,
                             running: None,
@@ -636,6 +648,30 @@ impl Runtime {
             // An orphan reparented to us (double fork): reaped, nothing else to do.
             return;
         };
+        let forking_start = self
+            .core
+            .service(svc)
+            .cfg
+            .as_ref()
+            .is_some_and(|c| c.kind == dynamod_config::ServiceType::Forking)
+            && self.core.state(svc) == dynamod_proto::ServiceState::Starting
+            && status == ExitStatus::Exited(0);
+        if forking_start {
+            // The starter forked the daemon and left; find the daemon before deciding anything.
+            self.rt[svc.0].pid = None;
+            self.rt[svc.0].pidfd = None;
+            self.probes.insert(
+                svc,
+                Probe {
+                    kind: ProbeKind::MainPid,
+                    next: Instant::now(),
+                    interval: Duration::from_millis(50),
+                    running: None,
+                },
+            );
+            self.run_probes();
+            return;
+        }
         // Whatever the main process left in its process group goes with it.
         let _ = process::kill_process_group(pid, 9);
         let rt = &mut self.rt[svc.0];
@@ -1011,6 +1047,27 @@ impl Runtime {
                     if let Some(s) = msg.status {
                         self.rt[id.0].status_text = Some(s);
                     }
+                    if let Some(pid) = msg.main_pid
+                        && self.rt[id.0].pid != Some(pid)
+                    {
+                        if let Some(old) = self.rt[id.0].pid {
+                            // The old main process stays our child; its exit is not the service's.
+                            self.pids.remove(&old);
+                        }
+                        self.adopt_main(id, pid);
+                    }
+                    if msg.stopping {
+                        tracing::info!(
+                            "service '{}' reports it is stopping",
+                            self.core.service(id).name
+                        );
+                    }
+                    if msg.reloading {
+                        tracing::info!(
+                            "service '{}' reports it is reloading",
+                            self.core.service(id).name
+                        );
+                    }
                     if msg.ready {
                         let now = self.now();
                         let a = self.core.handle(now, Event::Ready { svc: id });
@@ -1089,6 +1146,29 @@ impl Runtime {
                 continue;
             };
             p.next = Instant::now() + p.interval;
+            if p.kind == ProbeKind::MainPid {
+                if let Some(pid) = self.find_daemon(id, &cfg) {
+                    self.probes.remove(&id);
+                    self.adopt_main(id, pid);
+                    // Readiness of its own, if any, is polled from now on.
+                    if let Readiness::TcpPort { .. } | Readiness::Exec { .. } = cfg.readiness.kind {
+                        let interval = match cfg.readiness.kind {
+                            Readiness::Exec { interval, .. } => interval,
+                            _ => Duration::from_millis(100),
+                        };
+                        self.probes.insert(
+                            id,
+                            Probe {
+                                kind: ProbeKind::Readiness,
+                                next: Instant::now(),
+                                interval,
+                                running: None,
+                            },
+                        );
+                    }
+                }
+                continue;
+            }
             match &cfg.readiness.kind {
                 Readiness::TcpPort { port, host } => {
                     let addr = std::net::SocketAddr::new(*host, *port);
@@ -1127,6 +1207,54 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// A forking service's daemon: the PID in its pidfile, else the single untracked child
+    /// the starter left behind (reparented to us, the subreaper).
+    fn find_daemon(&self, id: SvcId, cfg: &dynamod_config::ServiceConfig) -> Option<i32> {
+        if let Some(pidfile) = &cfg.pidfile {
+            let text = std::fs::read_to_string(pidfile).ok()?;
+            let pid: i32 = text.trim().parse().ok()?;
+            return (pid > 1 && process::pidfd_open(pid).is_ok()).then_some(pid);
+        }
+        let me = std::process::id() as i32;
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if self.pids.contains_key(&pid) || self.helpers.contains_key(&pid) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.first() != Some(&"Z") && f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) {
+                found.push(pid);
+            }
+        }
+        let _ = id;
+        (found.len() == 1).then(|| found[0])
+    }
+
+    /// Makes `pid` the service's main process.
+    fn adopt_main(&mut self, id: SvcId, pid: i32) {
+        let Ok(pidfd) = process::pidfd_open(pid) else {
+            return;
+        };
+        self.pids.insert(pid, id);
+        let rt = &mut self.rt[id.0];
+        rt.pid = Some(pid);
+        rt.pidfd = Some(pidfd);
+        tracing::info!(
+            "service '{}' has main process {pid}",
+            self.core.service(id).name
+        );
+        let now = self.now();
+        let a = self.core.handle(now, Event::MainPid { svc: id, pid });
+        self.execute(a);
     }
 
     // ---- control clients ----------------------------------------------------------------
