@@ -165,7 +165,10 @@ pub struct ReadinessConfig {
 
 impl Default for ReadinessConfig {
     fn default() -> Self {
-        Self { kind: Readiness::None, timeout: Duration::from_secs(30) }
+        Self {
+            kind: Readiness::None,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -339,7 +342,10 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            stop_signal: SignalSpec { number: 15, name: "SIGTERM".to_owned() },
+            stop_signal: SignalSpec {
+                number: 15,
+                name: "SIGTERM".to_owned(),
+            },
             stop_timeout: Duration::from_secs(10),
             stop_exec: None,
         }
