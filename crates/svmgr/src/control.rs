@@ -401,8 +401,8 @@ impl Runtime {
                 at_unix_ms: unix_ms(SystemTime::now())
                     .saturating_sub(now.saturating_sub(at).as_millis() as u64),
             }),
-            cgroup: None,
-            usage: None,
+            cgroup: rt.cgroup.as_ref().map(|p| p.display().to_string()),
+            usage: self.cgroup_usage(id),
             recent_logs: rt.recent.iter().cloned().collect(),
             log_dropped: rt.dropped,
             requires,

@@ -104,9 +104,16 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
 }
 
 /// Starts the service's main process.
-pub fn launch(cfg: &ServiceConfig, paths: &Paths) -> Result<Launched, LaunchError> {
+pub fn launch(
+    cfg: &ServiceConfig,
+    paths: &Paths,
+    cgroup: Option<std::os::fd::RawFd>,
+) -> Result<Launched, LaunchError> {
     let mut cmd = Command::new(&cfg.exec[0]);
     cmd.args(&cfg.exec[1..]);
+    if let Some(fd) = cgroup {
+        cmd.cgroup(fd);
+    }
 
     // Credentials first: a failure must abort before anything else happens.
     let creds = match &cfg.user {

@@ -3,6 +3,7 @@
 //! The binary is a thin wrapper around [`runtime::Runtime`]; the modules are public within the
 //! crate for unit tests.
 
+pub mod cgroup;
 pub mod launch;
 pub mod logbuf;
 pub mod notify;

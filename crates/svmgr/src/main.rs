@@ -9,11 +9,14 @@ use dynamod_svmgr::{Options, Runtime};
 
 const USAGE: &str =
     "usage: dynamod-svmgr [--services DIR] [--supervisors DIR] [--runtime-dir DIR] [--etc DIR]
+                     [--cgroup-root DIR|auto|none]
 
   --services DIR      service files (default /etc/dynamod/services)
   --supervisors DIR   supervisor files (default /etc/dynamod/supervisors)
   --runtime-dir DIR   sockets and state (default /run/dynamod)
-  --etc DIR           where passwd and group are read (default /etc)";
+  --etc DIR           where passwd and group are read (default /etc)
+  --cgroup-root DIR   base of the service cgroups, `auto` (default: <cgroup2 mount><own
+                      cgroup>/dynamod) or `none` (process groups only)";
 
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
@@ -21,6 +24,7 @@ fn parse_args() -> Result<Options, String> {
         supervisors: PathBuf::from("/etc/dynamod/supervisors"),
         runtime: PathBuf::from("/run/dynamod"),
         etc: PathBuf::from("/etc"),
+        cgroups: dynamod_svmgr::cgroup::CgroupSetting::Auto,
         heartbeat: Duration::from_millis(
             std::env::var("DYNAMOD_HEARTBEAT_MS")
                 .ok()
@@ -40,6 +44,14 @@ fn parse_args() -> Result<Options, String> {
             Some("--supervisors") => opts.supervisors = value("--supervisors")?,
             Some("--runtime-dir") => opts.runtime = value("--runtime-dir")?,
             Some("--etc") => opts.etc = value("--etc")?,
+            Some("--cgroup-root") => {
+                let v = value("--cgroup-root")?;
+                opts.cgroups = match v.to_str() {
+                    Some("none") => dynamod_svmgr::cgroup::CgroupSetting::Disabled,
+                    Some("auto") => dynamod_svmgr::cgroup::CgroupSetting::Auto,
+                    _ => dynamod_svmgr::cgroup::CgroupSetting::Base(v),
+                };
+            }
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 std::process::exit(0);

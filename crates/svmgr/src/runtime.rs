@@ -57,6 +57,8 @@ pub struct Options {
     pub etc: PathBuf,
     /// Heartbeat period towards init.
     pub heartbeat: Duration,
+    /// Where service cgroups go.
+    pub cgroups: crate::cgroup::CgroupSetting,
 }
 
 /// Per-service runtime data the core does not need.
@@ -72,6 +74,12 @@ pub(crate) struct SvcRt {
     pub dropped: u64,
     pub notify_rejected: u64,
     pub last_exit_wall: Option<SystemTime>,
+    /// The service's cgroup while it has one.
+    pub cgroup: Option<PathBuf>,
+    /// OOM kills seen in its cgroup so far (baseline taken at spawn).
+    pub oom_baseline: u64,
+    /// OOM kills of this service since svmgr started.
+    pub oom_kills: u64,
 }
 
 struct Pipe {
@@ -144,6 +152,10 @@ pub struct Runtime {
     pids: HashMap<i32, SvcId>,
     helpers: HashMap<i32, (SvcId, &'static str)>,
     probes: HashMap<SvcId, Probe>,
+    cgroups: Option<crate::cgroup::Cgroups>,
+    /// Main processes that exited while their cgroup still held processes: the exit is
+    /// reported once the cgroup is empty (or the deadline passed).
+    draining: HashMap<SvcId, (ExitStatus, Instant)>,
     queue: LogQueue,
     jobs: Vec<Job>,
     finish: Option<Finish>,
@@ -251,6 +263,17 @@ impl Runtime {
 
         let init = Self::connect_init(&epoll)?;
 
+        let cgroups = match crate::cgroup::detect(&opts.cgroups) {
+            crate::cgroup::Detected::Cgroups(c) => {
+                tracing::info!("service cgroups under {}", c.base().display());
+                Some(c)
+            }
+            crate::cgroup::Detected::ProcessGroups(why) => {
+                tracing::warn!("cgroups unavailable ({why}); falling back to process groups");
+                None
+            }
+        };
+
         let core = Core::new(&config);
         let rt = (0..core.services().count())
             .map(|_| SvcRt::default())
@@ -276,6 +299,8 @@ impl Runtime {
             pids: HashMap::new(),
             helpers: HashMap::new(),
             probes: HashMap::new(),
+            cgroups,
+            draining: HashMap::new(),
             queue: LogQueue::new(now_us(), MAX_QUEUE_BYTES),
             jobs: Vec::new(),
             finish: None,
@@ -339,6 +364,7 @@ impl Runtime {
             let now = self.now();
             let actions = self.core.tick(now);
             self.execute(actions);
+            self.drain();
             self.heartbeat();
             self.run_probes();
             self.check_jobs();
@@ -355,6 +381,9 @@ impl Runtime {
         }
         if let Some(d) = self.core.next_deadline() {
             wait = wait.min(d.saturating_sub(now));
+        }
+        if !self.draining.is_empty() {
+            wait = wait.min(Duration::from_millis(10));
         }
         for p in self.probes.values().filter(|p| p.running.is_none()) {
             wait = wait.min(p.next.saturating_duration_since(Instant::now()));
@@ -430,8 +459,16 @@ impl Runtime {
                 },
             );
         };
-        match launch::launch(&cfg, &self.paths) {
+        let prepared = self.prepare_cgroup(id, &cfg);
+        let cg_fd = prepared
+            .as_ref()
+            .map(|p| std::os::fd::AsRawFd::as_raw_fd(&p.dir));
+        match launch::launch(&cfg, &self.paths, cg_fd) {
             Ok(l) => {
+                if let Some(p) = prepared {
+                    self.rt[id.0].oom_baseline = crate::cgroup::oom_kills(&p.path).unwrap_or(0);
+                    self.rt[id.0].cgroup = Some(p.path);
+                }
                 let pid = l.child.pid;
                 tracing::debug!(service = %cfg.name, pid, "spawned");
                 self.pids.insert(pid, id);
@@ -549,9 +586,47 @@ impl Runtime {
 
     fn kill(&mut self, id: SvcId) {
         self.signal(id, 9);
-        if let Some(pid) = self.rt[id.0].pid {
+        if let Some(cg) = &self.rt[id.0].cgroup {
+            crate::cgroup::kill(cg);
+        } else if let Some(pid) = self.rt[id.0].pid {
             // The service runs in its own session, so its process group is its pid.
             let _ = process::kill_process_group(pid, 9);
+        }
+    }
+
+    /// Creates the service's cgroup and writes its limits; `None` without cgroups or when the
+    /// cgroup cannot be created (then the service runs in a process group, and we say so).
+    fn prepare_cgroup(
+        &mut self,
+        id: SvcId,
+        cfg: &dynamod_config::ServiceConfig,
+    ) -> Option<crate::cgroup::Prepared> {
+        let cgroups = self.cgroups.as_ref()?;
+        let mut rel = PathBuf::new();
+        let mut chain = Vec::new();
+        let mut sup = Some(self.core.service(id).supervisor);
+        while let Some(s) = sup {
+            chain.push(self.core.supervisor(s).cfg.name.clone());
+            sup = self.core.supervisor(s).parent;
+        }
+        for name in chain.iter().rev() {
+            rel.push(name);
+        }
+        rel.push(&cfg.name);
+        match cgroups.prepare(&rel, &cfg.cgroup) {
+            Ok(p) => {
+                for w in &p.warnings {
+                    tracing::warn!("service '{}': {w}", cfg.name);
+                }
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "service '{}': cannot create its cgroup ({e}); it runs in a process group",
+                    cfg.name
+                );
+                None
+            }
         }
     }
 
@@ -672,13 +747,69 @@ impl Runtime {
             self.run_probes();
             return;
         }
-        // Whatever the main process left in its process group goes with it.
-        let _ = process::kill_process_group(pid, 9);
         let rt = &mut self.rt[svc.0];
         rt.pid = None;
         rt.pidfd = None;
         rt.last_exit_wall = Some(SystemTime::now());
         rt.since_wall = Some(SystemTime::now());
+        // Whatever the main process left behind goes with it; the exit counts once nothing is
+        // left, so a stop really means "no process of the service remains".
+        match rt.cgroup.clone() {
+            Some(cg) if !crate::cgroup::is_empty(&cg) => {
+                crate::cgroup::kill(&cg);
+                self.draining
+                    .insert(svc, (status, Instant::now() + Duration::from_secs(5)));
+                self.drain();
+            }
+            _ => {
+                let _ = process::kill_process_group(pid, 9);
+                self.report_exit(svc, status);
+            }
+        }
+    }
+
+    /// Reports exits whose cgroup has emptied (or that waited long enough).
+    fn drain(&mut self) {
+        let ready: Vec<(SvcId, ExitStatus)> = self
+            .draining
+            .iter()
+            .filter(|(id, (_, deadline))| {
+                self.rt[id.0]
+                    .cgroup
+                    .as_deref()
+                    .is_none_or(crate::cgroup::is_empty)
+                    || Instant::now() >= *deadline
+            })
+            .map(|(id, (st, _))| (*id, *st))
+            .collect();
+        for (svc, status) in ready {
+            self.draining.remove(&svc);
+            if let Some(cg) = &self.rt[svc.0].cgroup
+                && !crate::cgroup::is_empty(cg)
+            {
+                tracing::error!(
+                    "service '{}': processes survived SIGKILL in {}",
+                    self.core.service(svc).name,
+                    cg.display()
+                );
+            }
+            self.report_exit(svc, status);
+        }
+    }
+
+    fn report_exit(&mut self, svc: SvcId, status: ExitStatus) {
+        if let Some(cg) = self.rt[svc.0].cgroup.take() {
+            let ooms = crate::cgroup::oom_kills(&cg).unwrap_or(0);
+            let new = ooms.saturating_sub(self.rt[svc.0].oom_baseline);
+            if new > 0 {
+                self.rt[svc.0].oom_kills += new;
+                tracing::error!(
+                    "service '{}' was killed by the OOM killer ({new} kill(s) in its cgroup)",
+                    self.core.service(svc).name
+                );
+            }
+            crate::cgroup::remove(&cg);
+        }
         let now = self.now();
         let actions = self.core.handle(now, Event::Exited { svc, status });
         self.execute(actions);
@@ -1409,6 +1540,22 @@ impl Runtime {
         self.rt.resize_with(self.core.slots(), SvcRt::default);
         self.execute(actions);
         summary
+    }
+
+    /// cgroup figures for `status`: live usage while the service has a cgroup, and the OOM kills
+    /// counted across its restarts.
+    pub(crate) fn cgroup_usage(&self, id: SvcId) -> Option<dynamod_proto::CgroupUsage> {
+        let rt = &self.rt[id.0];
+        let mut usage = match &rt.cgroup {
+            Some(cg) => crate::cgroup::usage(cg),
+            None if rt.oom_kills > 0 => dynamod_proto::CgroupUsage::default(),
+            None => return None,
+        };
+        let live = usage.oom_kills.unwrap_or(0).saturating_sub(rt.oom_baseline);
+        if rt.oom_kills + live > 0 || usage.oom_kills.is_some() {
+            usage.oom_kills = Some(rt.oom_kills + live);
+        }
+        Some(usage)
     }
 
     /// The peer uid of a control client (`u32::MAX` when unknown).

@@ -21,8 +21,15 @@ pub struct Svmgr {
 }
 
 impl Svmgr {
-    /// Writes `files` (relative path, content) under the temp dir and starts svmgr.
+    /// Writes `files` (relative path, content) under the temp dir and starts svmgr without
+    /// cgroups (parallel tests must not share a cgroup tree).
     pub fn start(tag: &str, files: &[(&str, &str)]) -> Self {
+        Self::start_args(tag, files, &["--cgroup-root", "none"])
+    }
+
+    /// Like [`Svmgr::start`] with extra svmgr arguments (which replace the default
+    /// `--cgroup-root none`).
+    pub fn start_args(tag: &str, files: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = TempDir::new(tag);
         for sub in ["services", "supervisors", "run"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
@@ -37,7 +44,7 @@ impl Svmgr {
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
         };
-        s.spawn();
+        s.spawn(args);
         let sock = s.socket();
         wait_for("the control socket", Duration::from_secs(30), || {
             UnixStream::connect(&sock).is_ok().then_some(())
@@ -45,9 +52,10 @@ impl Svmgr {
         s
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self, args: &[&str]) {
         let d = self.dir.path();
         let mut child = Command::new(bin("dynamod-svmgr"))
+            .args(args)
             .arg("--services")
             .arg(d.join("services"))
             .arg("--supervisors")
