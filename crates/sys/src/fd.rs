@@ -7,7 +7,10 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 /// that it is open, refuses 0–2, and marks it close-on-exec so no child inherits it.
 pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     if fd <= 2 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "fd 0-2 cannot be taken over"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fd 0-2 cannot be taken over",
+        ));
     }
     // SAFETY: fcntl on an integer fd has no memory effects; an invalid fd yields EBADF.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };

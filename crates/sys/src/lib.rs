@@ -7,5 +7,15 @@
 
 pub use nix;
 
+pub mod cmdline;
+pub mod entropy;
+pub mod fd;
+pub mod hostname;
+pub mod kmsg;
+pub mod machine_id;
+pub mod mount;
+pub mod mountinfo;
+pub mod namespace;
 pub mod process;
+pub mod reboot;
 pub mod spawn;

@@ -52,6 +52,8 @@ pub enum Stage {
     Rlimit,
     /// Running the pre-exec hook.
     Hook,
+    /// Setting up namespaces and mounts.
+    Namespace,
 }
 
 impl Stage {
@@ -66,6 +68,7 @@ impl Stage {
             6 => Self::Chdir,
             8 => Self::Rlimit,
             9 => Self::Hook,
+            10 => Self::Namespace,
             _ => Self::Exec,
         }
     }
@@ -82,6 +85,7 @@ impl Stage {
             Self::Exec => 7,
             Self::Rlimit => 8,
             Self::Hook => 9,
+            Self::Namespace => 10,
         }
     }
 
@@ -97,6 +101,7 @@ impl Stage {
             Self::Exec => "exec",
             Self::Rlimit => "set resource limit",
             Self::Hook => "prepare process",
+            Self::Namespace => "set up namespaces and mounts",
         }
     }
 }
@@ -114,7 +119,7 @@ pub enum SpawnError {
     #[error("clone3")]
     Clone(#[source] io::Error),
     /// A setup step in the child failed before exec.
-    #[error("{program}: {}", stage.describe())]
+    #[error("{program}: {}: {source}", stage.describe())]
     Child {
         /// The program.
         program: String,
@@ -158,6 +163,7 @@ pub struct Command {
     cgroup: Option<RawFd>,
     rlimits: Vec<(libc::c_int, libc::rlimit)>,
     hook: Option<PreExecHook>,
+    ns: Option<crate::namespace::NamespacePlan>,
     nul_error: bool,
 }
 
@@ -202,6 +208,7 @@ impl Command {
             cgroup: None,
             rlimits: Vec::new(),
             hook: None,
+            ns: None,
             nul_error,
         }
     }
@@ -344,6 +351,13 @@ impl Command {
         self
     }
 
+    /// Creates these namespaces for the child (clone3 flags) and applies the plan's mounts in
+    /// the child before credentials change.
+    pub fn namespaces(&mut self, plan: crate::namespace::NamespacePlan) -> &mut Self {
+        self.ns = Some(plan);
+        self
+    }
+
     /// Runs `hook` in the child before credentials change (see [`PreExecHook`]).
     pub fn pre_exec(&mut self, hook: PreExecHook) -> &mut Self {
         self.hook = Some(hook);
@@ -409,6 +423,7 @@ impl Command {
             .map_err(|e| SpawnError::Clone(io::Error::from(e)))?;
 
         let ctx = ChildCtx {
+            userns: None,
             program: program.as_ptr(),
             argv: argv.as_ptr(),
             envp: envp.as_ptr(),
@@ -426,8 +441,36 @@ impl Command {
             err_fd: err_w.as_raw_fd(),
         };
 
+        // A user namespace is entered by the child itself after it dropped to the target ids;
+        // we then write its id maps (handshake over two pipes).
+        let userns = self.ns.as_ref().and_then(|n| n.user_map());
+        let handshake = match userns {
+            Some(_) => {
+                let p = |_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+                let ready = p(()).map_err(|e| SpawnError::Clone(io::Error::from(e)))?;
+                let go = p(()).map_err(|e| SpawnError::Clone(io::Error::from(e)))?;
+                Some((ready, go))
+            }
+            None => None,
+        };
+        let ns_flags = self.ns.as_ref().map_or(0, |n| n.clone_flags());
+        let userns_ctx = match (&handshake, userns) {
+            (Some((ready, go)), Some((uid, gid))) => Some(UsernsCtx {
+                ready_w: ready.1.as_raw_fd(),
+                go_r: go.0.as_raw_fd(),
+                uid,
+                gid,
+            }),
+            _ => None,
+        };
+
+        let ctx = ChildCtx {
+            userns: userns_ctx,
+            ..ctx
+        };
+
         let mut pidfd: RawFd = -1;
-        let pid = clone_child(self.cgroup, &mut pidfd)?;
+        let pid = clone_child(self.cgroup, ns_flags, &mut pidfd)?;
         if pid == 0 {
             // In the child. `hook` is called through a raw pointer-free path: it was boxed
             // before clone and only makes raw system calls by contract.
@@ -440,12 +483,33 @@ impl Command {
                     e.raw_os_error().unwrap_or(libc::EINVAL),
                 );
             }
-            child_main(&ctx);
+            child_main(&ctx, self.ns.as_ref());
         }
         drop(err_w);
         // SAFETY: clone3 with CLONE_PIDFD stored a new fd in `pidfd` that nothing else owns; the
         // fork fallback opened one with pidfd_open.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        if let Some(((ready_r, ready_w), (go_r, go_w))) = handshake {
+            drop(ready_w);
+            drop(go_r);
+            let mut b = [0u8; 1];
+            // The child reports after unshare(CLONE_NEWUSER); EOF means it failed earlier and
+            // wrote its error to the error pipe.
+            if matches!(nix::unistd::read(&ready_r, &mut b), Ok(1))
+                && let Some(ns) = &self.ns
+            {
+                if let Err(e) = ns.write_maps(pid) {
+                    let _ = crate::process::kill_pid(pid, libc::SIGKILL);
+                    let _ = crate::process::wait_pid(pid);
+                    return Err(SpawnError::Child {
+                        program: self.program_display.clone(),
+                        stage: Stage::Namespace,
+                        source: e,
+                    });
+                }
+                let _ = nix::unistd::write(&go_w, &[1u8]);
+            }
+        }
 
         // Wait for exec (EOF) or an error report (5 bytes).
         let mut buf = [0u8; 5];
@@ -489,7 +553,17 @@ fn is_executable(p: &Path) -> bool {
 
 /// Everything the child needs, as raw pointers into parent-owned memory that stays alive
 /// (the child has a copy of the whole address space).
+/// The child's side of the user-namespace handshake.
+#[derive(Clone, Copy)]
+struct UsernsCtx {
+    ready_w: RawFd,
+    go_r: RawFd,
+    uid: u32,
+    gid: u32,
+}
+
 struct ChildCtx<'a> {
+    userns: Option<UsernsCtx>,
     program: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -528,9 +602,9 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Creates the child like fork(2) and returns its PID (0 in the child). Falls back to fork +
 /// pidfd_open on kernels without clone3, unless a cgroup was requested.
-fn clone_child(cgroup: Option<RawFd>, pidfd: &mut RawFd) -> Result<i32, SpawnError> {
+fn clone_child(cgroup: Option<RawFd>, ns_flags: u64, pidfd: &mut RawFd) -> Result<i32, SpawnError> {
     let mut args = CloneArgs {
-        flags: libc::CLONE_PIDFD as u64,
+        flags: libc::CLONE_PIDFD as u64 | ns_flags,
         pidfd: pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
@@ -553,7 +627,7 @@ fn clone_child(cgroup: Option<RawFd>, pidfd: &mut RawFd) -> Result<i32, SpawnErr
         return Ok(rc as i32);
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) || cgroup.is_some() {
+    if err.raw_os_error() != Some(libc::ENOSYS) || cgroup.is_some() || ns_flags != 0 {
         return Err(SpawnError::Clone(err));
     }
     // SAFETY: fork has no arguments; the child only runs `child_main`, which makes raw system
@@ -588,7 +662,7 @@ fn errno() -> i32 {
 }
 
 /// The child side: only raw system calls from here to execve.
-fn child_main(ctx: &ChildCtx<'_>) -> ! {
+fn child_main(ctx: &ChildCtx<'_>, ns: Option<&crate::namespace::NamespacePlan>) -> ! {
     // SAFETY: every call below is a plain system call on integers or on pointers
     // into memory prepared by the parent before clone (valid in our copy of the address space).
     // Raw syscalls are used for credentials and signals because libc wrappers may consult
@@ -631,6 +705,42 @@ fn child_main(ctx: &ChildCtx<'_>) -> ! {
             child_fail(ctx.err_fd, Stage::Setsid, errno());
         }
 
+        // Namespaced mounts and resource limits need our privileges: before anything drops them.
+        if let Some(ns) = ns
+            && let Err(e) = ns.apply()
+        {
+            child_fail(
+                ctx.err_fd,
+                Stage::Namespace,
+                e.raw_os_error().unwrap_or(libc::EINVAL),
+            );
+        }
+        for (res, lim) in ctx.rlimits {
+            if libc::setrlimit(*res as _, lim) < 0 {
+                child_fail(ctx.err_fd, Stage::Rlimit, errno());
+            }
+        }
+        if let Some(u) = ctx.userns {
+            // Become the target ids, then enter a user namespace where they are root; the
+            // parent maps them once we said so.
+            if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) < 0
+                || libc::syscall(libc::SYS_setresgid, u.gid, u.gid, u.gid) < 0
+                || libc::syscall(libc::SYS_setresuid, u.uid, u.uid, u.uid) < 0
+                || libc::unshare(libc::CLONE_NEWUSER) < 0
+            {
+                child_fail(ctx.err_fd, Stage::Namespace, errno());
+            }
+            let b = [1u8; 1];
+            let mut go = [0u8; 1];
+            if libc::write(u.ready_w, b.as_ptr().cast(), 1) != 1
+                || libc::read(u.go_r, go.as_mut_ptr().cast(), 1) != 1
+                || libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
+            {
+                child_fail(ctx.err_fd, Stage::Namespace, errno());
+            }
+        }
+
         // Move every source fd above every target, so dup2 onto targets never clobbers a
         // source that is still needed.
         let base = ctx.max_target.max(ctx.err_fd) + 1;
@@ -660,7 +770,8 @@ fn child_main(ctx: &ChildCtx<'_>) -> ! {
                 .iter()
                 .zip(moved.iter())
                 .any(|((_, t), m)| *t == fd && *m == -2);
-            if !keep && fd != ctx.err_fd {
+            let sync = ctx.userns.is_some_and(|u| fd == u.ready_w || fd == u.go_r);
+            if !keep && fd != ctx.err_fd && !sync {
                 libc::close(fd);
             }
         }
@@ -687,11 +798,6 @@ fn child_main(ctx: &ChildCtx<'_>) -> ! {
 
         if ctx.ctty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
             child_fail(ctx.err_fd, Stage::Tty, errno());
-        }
-        for (res, lim) in ctx.rlimits {
-            if libc::setrlimit(*res as _, lim) < 0 {
-                child_fail(ctx.err_fd, Stage::Rlimit, errno());
-            }
         }
         if let Some(groups) = ctx.groups
             && libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) < 0

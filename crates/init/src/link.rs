@@ -1,0 +1,269 @@
+//! init's end of the svmgr socket: whole frames in and out through fixed buffers.
+//!
+//! Frames are `dynamod_proto` frames ("DM", u32 big-endian length, MessagePack). The read
+//! buffer is allocated once per connection; a frame larger than it is a protocol violation (svmgr
+//! only ever sends small messages). Outgoing frames are encoded into a scratch buffer and copied
+//! into a bounded write buffer; when the peer does not read and the buffer is full, the send is
+//! refused and the caller decides (orphan reports wait in their own queue).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use dynamod_proto::{HEADER_LEN, InitMsg, MAGIC, ProtoError, SvmgrMsg};
+use dynamod_sys::nix::errno::Errno;
+use dynamod_sys::nix::unistd;
+
+/// Largest frame accepted from svmgr.
+pub const READ_CAPACITY: usize = 64 * 1024;
+/// Most bytes queued towards svmgr.
+pub const WRITE_CAPACITY: usize = 64 * 1024;
+
+/// Why the connection is unusable.
+#[derive(Debug)]
+pub enum LinkError {
+    /// The peer closed its end.
+    Closed,
+    /// A read or write failed.
+    Io(Errno),
+    /// The peer sent something that is not a valid frame.
+    Protocol(ProtoError),
+    /// The peer announced a frame larger than [`READ_CAPACITY`].
+    FrameTooLarge(usize),
+    /// The write buffer is full.
+    Full,
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Closed => f.write_str("connection closed by svmgr"),
+            Self::Io(e) => write!(f, "socket i/o: {e}"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::FrameTooLarge(n) => write!(f, "frame of {n} bytes exceeds {READ_CAPACITY}"),
+            Self::Full => f.write_str("write buffer full"),
+        }
+    }
+}
+
+/// One svmgr connection.
+#[derive(Debug)]
+pub struct Link {
+    fd: OwnedFd,
+    rbuf: Box<[u8]>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Link {
+    /// Wraps a non-blocking, close-on-exec stream socket.
+    pub fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd,
+            rbuf: vec![0u8; READ_CAPACITY].into_boxed_slice(),
+            rlen: 0,
+            wbuf: Vec::with_capacity(WRITE_CAPACITY),
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The socket, for epoll.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Reads what is available into the buffer. `Ok(())` once the socket would block.
+    pub fn fill(&mut self) -> Result<(), LinkError> {
+        loop {
+            let Some(space) = self.rbuf.get_mut(self.rlen..) else {
+                return Err(LinkError::FrameTooLarge(self.rlen));
+            };
+            if space.is_empty() {
+                // The buffer is full and holds no complete frame: the frame cannot fit.
+                return Err(LinkError::FrameTooLarge(
+                    self.declared_len().unwrap_or(self.rlen),
+                ));
+            }
+            match unistd::read(self.fd.as_fd(), space) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(n) => self.rlen += n,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(LinkError::Io(e)),
+            }
+            // Stop reading once a frame is complete so the caller can make room.
+            if self.has_frame()? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn declared_len(&self) -> Option<usize> {
+        let h = self.rbuf.get(..HEADER_LEN)?;
+        let len = u32::from_be_bytes([*h.get(2)?, *h.get(3)?, *h.get(4)?, *h.get(5)?]);
+        usize::try_from(len).ok()
+    }
+
+    fn has_frame(&self) -> Result<bool, LinkError> {
+        if self.rlen >= 2 {
+            let (a, b) = (self.rbuf.first().copied(), self.rbuf.get(1).copied());
+            if let (Some(a), Some(b)) = (a, b)
+                && [a, b] != MAGIC
+            {
+                return Err(LinkError::Protocol(ProtoError::BadMagic(a, b)));
+            }
+        }
+        match self.declared_len() {
+            Some(len) if self.rlen >= HEADER_LEN => {
+                if len > READ_CAPACITY - HEADER_LEN {
+                    return Err(LinkError::FrameTooLarge(len));
+                }
+                Ok(self.rlen >= HEADER_LEN + len)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The next complete message in the buffer, if any.
+    pub fn next_msg(&mut self) -> Result<Option<SvmgrMsg>, LinkError> {
+        if !self.has_frame()? {
+            return Ok(None);
+        }
+        let len = self.declared_len().unwrap_or(0);
+        let end = HEADER_LEN + len;
+        let payload = self.rbuf.get(HEADER_LEN..end).unwrap_or(&[]);
+        let msg = dynamod_proto::decode_payload::<SvmgrMsg>(payload).map_err(LinkError::Protocol);
+        // Drop the frame even if it did not decode, then shift the rest to the front.
+        self.rbuf.copy_within(end..self.rlen, 0);
+        self.rlen -= end;
+        msg.map(Some)
+    }
+
+    /// Queues `msg` and tries to write it out.
+    pub fn send(&mut self, msg: &InitMsg) -> Result<(), LinkError> {
+        self.scratch.clear();
+        dynamod_proto::encode_into(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
+        if self.wbuf.len() + self.scratch.len() > WRITE_CAPACITY {
+            return Err(LinkError::Full);
+        }
+        self.wbuf.extend_from_slice(&self.scratch);
+        self.flush()
+    }
+
+    /// Whether a frame of typical size still fits in the write buffer.
+    pub fn has_room(&self) -> bool {
+        self.wbuf.len() + 256 <= WRITE_CAPACITY
+    }
+
+    /// Writes queued bytes until done or the socket would block.
+    pub fn flush(&mut self) -> Result<(), LinkError> {
+        let mut written = 0;
+        let result = loop {
+            let Some(rest) = self.wbuf.get(written..) else {
+                break Ok(());
+            };
+            if rest.is_empty() {
+                break Ok(());
+            }
+            match dynamod_sys::nix::sys::socket::send(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                rest,
+                dynamod_sys::nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            ) {
+                Ok(n) => written += n,
+                Err(Errno::EAGAIN) => break Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => break Err(LinkError::Closed),
+                Err(e) => break Err(LinkError::Io(e)),
+            }
+        };
+        self.wbuf.drain(..written.min(self.wbuf.len()));
+        result
+    }
+
+    /// Whether bytes are waiting for the socket to become writable.
+    pub fn wants_write(&self) -> bool {
+        !self.wbuf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use dynamod_proto::{FrameDecoder, Hello, ShutdownKind};
+
+    use super::*;
+
+    fn pair() -> (Link, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        (Link::new(OwnedFd::from(a)), b)
+    }
+
+    #[test]
+    fn reads_frames_split_across_writes() {
+        let (mut link, mut peer) = pair();
+        let mut bytes =
+            dynamod_proto::encode(&SvmgrMsg::Hello(Hello::new("dynamod-svmgr"))).unwrap();
+        dynamod_proto::encode_into(&SvmgrMsg::Heartbeat, &mut bytes).unwrap();
+        peer.write_all(&bytes[..3]).unwrap();
+        link.fill().unwrap();
+        assert_eq!(link.next_msg().unwrap(), None);
+        peer.write_all(&bytes[3..]).unwrap();
+        link.fill().unwrap();
+        assert!(matches!(link.next_msg().unwrap(), Some(SvmgrMsg::Hello(_))));
+        link.fill().unwrap();
+        assert_eq!(link.next_msg().unwrap(), Some(SvmgrMsg::Heartbeat));
+        assert_eq!(link.next_msg().unwrap(), None);
+    }
+
+    #[test]
+    fn peer_closing_is_reported() {
+        let (mut link, peer) = pair();
+        drop(peer);
+        assert!(matches!(link.fill(), Err(LinkError::Closed)));
+    }
+
+    #[test]
+    fn bad_magic_is_a_protocol_error() {
+        let (mut link, mut peer) = pair();
+        peer.write_all(b"XX\0\0\0\0").unwrap();
+        link.fill().ok();
+        assert!(matches!(
+            link.next_msg(),
+            Err(LinkError::Protocol(ProtoError::BadMagic(..)))
+        ));
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_from_its_header() {
+        let (mut link, mut peer) = pair();
+        let mut h = b"DM".to_vec();
+        h.extend_from_slice(&(READ_CAPACITY as u32).to_be_bytes());
+        peer.write_all(&h).unwrap();
+        assert!(matches!(link.fill(), Err(LinkError::FrameTooLarge(_))));
+    }
+
+    #[test]
+    fn sent_messages_arrive_as_frames() {
+        let (mut link, mut peer) = pair();
+        link.send(&InitMsg::Shutdown {
+            kind: ShutdownKind::Reboot,
+        })
+        .unwrap();
+        link.send(&InitMsg::Reload).unwrap();
+        assert!(!link.wants_write());
+        let mut buf = [0u8; 256];
+        let n = peer.read(&mut buf).unwrap();
+        let mut dec = FrameDecoder::new();
+        dec.push(&buf[..n]);
+        assert_eq!(
+            dec.next::<InitMsg>().unwrap(),
+            Some(InitMsg::Shutdown {
+                kind: ShutdownKind::Reboot
+            })
+        );
+        assert_eq!(dec.next::<InitMsg>().unwrap(), Some(InitMsg::Reload));
+    }
+}
