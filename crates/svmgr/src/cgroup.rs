@@ -114,9 +114,18 @@ pub fn detect(setting: &CgroupSetting) -> Detected {
             mount.join(own.trim_start_matches('/')).join("dynamod")
         }
     };
-    match std::fs::create_dir_all(&base) {
-        Ok(()) => Detected::Cgroups(Cgroups { base }),
-        Err(e) => Detected::ProcessGroups(format!("cannot create {}: {e}", base.display())),
+    if let Err(e) = std::fs::create_dir_all(&base) {
+        return Detected::ProcessGroups(format!("cannot create {}: {e}", base.display()));
+    }
+    // The base may exist from an earlier run on a file system that is read-only now: only a
+    // real mkdir tells.
+    let probe = base.join(format!(".probe-{}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&probe);
+            Detected::Cgroups(Cgroups { base })
+        }
+        Err(e) => Detected::ProcessGroups(format!("cannot create cgroups in {}: {e}", base.display())),
     }
 }
 

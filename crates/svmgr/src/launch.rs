@@ -156,8 +156,27 @@ pub fn launch(
     if let Some(dir) = &cfg.workdir {
         cmd.cwd(dir);
     }
-    if let Some(c) = &creds {
+    let userns = cfg
+        .namespace
+        .enable
+        .contains(&dynamod_config::Namespace::User);
+    if let Some(c) = &creds
+        && !userns
+    {
         cmd.uid(c.uid).gid(c.gid).groups(c.groups.clone());
+    }
+    if !cfg.namespace.enable.is_empty()
+        || cfg.namespace.private_tmp
+        || cfg.namespace.protect_system.is_some()
+        || !cfg.namespace.bind_mounts.is_empty()
+    {
+        let mut plan = namespace_plan(cfg)?;
+        if userns {
+            // Root inside the user namespace is the configured user (or nobody) outside.
+            let (uid, gid) = creds.as_ref().map_or((65534, 65534), |c| (c.uid, c.gid));
+            plan.map_root_to(uid, gid);
+        }
+        cmd.namespaces(plan);
     }
 
     // stdio: a terminal for gettys and consoles, else /dev/null and two log pipes.
@@ -224,6 +243,49 @@ pub fn launch(
         stderr: stderr_r,
         notify,
         ready_fd,
+    })
+}
+
+/// Translates `[namespace]` into a plan for the spawn.
+fn namespace_plan(
+    cfg: &ServiceConfig,
+) -> Result<dynamod_sys::namespace::NamespacePlan, LaunchError> {
+    use dynamod_config::{Namespace, ProtectSystem};
+    use dynamod_sys::namespace::{NamespacePlan, Ns, Protect};
+    let ns: Vec<Ns> = cfg
+        .namespace
+        .enable
+        .iter()
+        .map(|n| match n {
+            Namespace::Pid => Ns::Pid,
+            Namespace::Mnt => Ns::Mnt,
+            Namespace::Net => Ns::Net,
+            Namespace::Uts => Ns::Uts,
+            Namespace::Ipc => Ns::Ipc,
+            Namespace::User => Ns::User,
+            Namespace::Cgroup => Ns::Cgroup,
+        })
+        .collect();
+    let protect = cfg.namespace.protect_system.map(|p| match p {
+        ProtectSystem::Full => Protect::Full,
+        ProtectSystem::Strict => Protect::Strict,
+    });
+    let binds: Vec<(PathBuf, PathBuf, bool)> = cfg
+        .namespace
+        .bind_mounts
+        .iter()
+        .map(|b| (b.source.clone(), b.target.clone(), b.writable))
+        .collect();
+    NamespacePlan::new(
+        &ns,
+        cfg.namespace.private_tmp,
+        protect,
+        &binds,
+        std::path::Path::new("/"),
+    )
+    .map_err(|e| LaunchError::Setup {
+        what: "namespaces".into(),
+        source: std::io::Error::other(e.to_string()),
     })
 }
 

@@ -8,6 +8,10 @@
 //! fixture daemonize PIDFILE         double fork + setsid, write the daemon's pid, parent exits 0
 //! fixture ids                       print "uid gid groups" and sleep
 //! fixture sleep                     sleep forever
+//! fixture probe [WRITE_PATH…]       print what it sees from inside (one `key=value` per line:
+//!                                   pid, uid/gid/groups, signal mask, open fds, cgroup,
+//!                                   namespaces, interfaces, environment) and try writing each
+//!                                   WRITE_PATH (`write:PATH=ok|EROFS…`), then sleep
 //! ```
 
 #![allow(
@@ -92,6 +96,10 @@ fn main() {
             sleep_forever();
         }
         Some("sleep") => sleep_forever(),
+        Some("probe") => {
+            probe(&args[1..]);
+            sleep_forever();
+        }
         _ => {
             eprintln!("usage: fixture notify|ready-fd|listen|daemonize|ids|sleep");
             std::process::exit(2);
@@ -113,4 +121,92 @@ fn unsafe_fork(f: unsafe fn() -> nix::Result<nix::unistd::ForkResult>) -> nix::u
     unsafe {
         f().unwrap()
     }
+}
+
+fn probe(writes: &[String]) {
+    let mut out = String::new();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    out.push_str(&format!("pid={}\n", std::process::id()));
+    out.push_str(&format!("uid={}\n", field("Uid:")));
+    out.push_str(&format!("gid={}\n", field("Gid:")));
+    out.push_str(&format!("groups={}\n", field("Groups:")));
+    out.push_str(&format!("sigblk={}\n", field("SigBlk:")));
+    out.push_str(&format!("sigign={}\n", field("SigIgn:")));
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let target = std::fs::read_link(e.path())
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default();
+                    format!("{}:{}", e.file_name().to_string_lossy(), target)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    out.push_str(&format!("fds={}\n", fds.join(" ")));
+    out.push_str(&format!(
+        "cgroup={}\n",
+        std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .trim()
+            .replace('\n', ";")
+    ));
+    for ns in ["pid", "mnt", "net", "uts", "ipc", "user", "cgroup"] {
+        let l = std::fs::read_link(format!("/proc/self/ns/{ns}"))
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("ns.{ns}={l}\n"));
+    }
+    let procs = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count()
+        })
+        .unwrap_or(0);
+    out.push_str(&format!("proc_count={procs}\n"));
+    // Interfaces of the process's own network namespace (sysfs may belong to another one).
+    let mut ifaces: Vec<String> = Vec::new();
+    let mut lo_up = false;
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if !ifaces.contains(&a.interface_name) {
+                ifaces.push(a.interface_name.clone());
+            }
+            if a.interface_name == "lo" && a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP) {
+                lo_up = true;
+            }
+        }
+    }
+    ifaces.sort();
+    out.push_str(&format!("ifaces={}\n", ifaces.join(",")));
+    out.push_str(&format!("lo_up={lo_up}\n"));
+    let mut env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    env.sort();
+    out.push_str(&format!("env={}\n", env.join(",")));
+    for w in writes {
+        let r = std::fs::write(w, b"probe");
+        let res = match r {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EROFS) => "EROFS".to_owned(),
+                Some(libc::EACCES) => "EACCES".to_owned(),
+                Some(libc::ENOENT) => "ENOENT".to_owned(),
+                _ => format!("{e}"),
+            },
+        };
+        out.push_str(&format!("write:{w}={res}\n"));
+    }
+    out.push_str("probe-end\n");
+    print!("{out}");
+    std::io::stdout().flush().unwrap();
 }
