@@ -5,8 +5,14 @@
 //! building the workspace's binaries for the host once per test process.
 
 // A test harness: panicking with a message is how a test fails.
-#![allow(clippy::disallowed_methods, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic
+)]
 
+pub mod sandbox;
 pub mod svmgr;
 
 use std::path::{Path, PathBuf};
