@@ -100,6 +100,26 @@ pub enum Event {
     Shutdown,
 }
 
+/// What a previous svmgr left a service as (see [`Core::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// Its process still runs.
+    Running {
+        /// The PID, verified alive with the same start time.
+        pid: i32,
+        /// It had become ready.
+        ready: bool,
+        /// Automatic restarts so far.
+        restarts: u32,
+    },
+    /// A oneshot that completed.
+    Done,
+    /// Stopped by an operator.
+    Stopped,
+    /// Given up.
+    Failed(String),
+}
+
 /// Severity of a [`Action::Log`] line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -435,6 +455,53 @@ impl Core {
         self.actions.push(Action::Log(level, msg));
     }
 
+    /// Before [`Event::Boot`]: puts a service back in the state a previous svmgr left it in
+    /// (from its state file), so boot neither duplicates nor re-runs it.
+    pub fn restore(&mut self, now: Time, svc: SvcId, what: Restored) {
+        let s = &mut self.services[svc.0];
+        if self.booted || s.cfg.is_none() {
+            return;
+        }
+        s.restored = true;
+        s.since = now;
+        match what {
+            Restored::Running {
+                pid,
+                ready,
+                restarts,
+            } => {
+                s.wanted = true;
+                s.pid = Some(pid);
+                s.restarts = restarts;
+                s.spawned_at = Some(now);
+                self.start_seq += 1;
+                s.start_seq = self.start_seq;
+                if ready {
+                    s.phase = Phase::Running;
+                    s.ready_at = Some(now);
+                } else {
+                    let deadline = now + s.readiness_timeout();
+                    s.phase = Phase::Starting {
+                        deadline: Some(deadline),
+                    };
+                }
+            }
+            Restored::Done => {
+                s.phase = Phase::Done;
+                s.ready_at = Some(now);
+            }
+            Restored::Stopped => {
+                s.phase = Phase::Stopped;
+                s.wanted = false;
+                s.boot_wanted = false;
+            }
+            Restored::Failed(reason) => {
+                s.phase = Phase::Failed;
+                s.reason = Some(reason);
+            }
+        }
+    }
+
     fn boot(&mut self, now: Time) {
         if self.booted {
             return;
@@ -445,7 +512,7 @@ impl Core {
             "starting services via dependency frontier".to_owned(),
         );
         for s in &mut self.services {
-            if s.cfg.is_some() {
+            if s.cfg.is_some() && !s.restored {
                 s.wanted = true;
                 s.phase = Phase::Waiting;
                 s.since = now;

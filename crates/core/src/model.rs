@@ -118,6 +118,8 @@ pub struct Service {
     pub dependents: Vec<SvcId>,
     /// Dropped from the configuration by a reload (kept only until its process is gone).
     pub removed: bool,
+    /// Its state came from a previous svmgr ([`Core::restore`](crate::Core::restore)).
+    pub restored: bool,
     pub(crate) restart_times: Window,
     pub(crate) backoff: Option<Duration>,
 }
@@ -154,6 +156,7 @@ impl Service {
             soft: Vec::new(),
             dependents: Vec::new(),
             removed: false,
+            restored: false,
             restart_times: Window::new(),
             backoff: None,
         }

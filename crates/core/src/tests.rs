@@ -791,3 +791,37 @@ fn forking_service_is_running_once_its_daemon_is_known() {
     assert_eq!(sim.pid("daemon"), Some(4242));
     assert_eq!(sim.spawned, ["daemon", "user"]);
 }
+
+#[test]
+fn restored_services_are_neither_duplicated_nor_rerun_at_boot() {
+    let mut sim = Sim::new(config(
+        vec![
+            oneshot("once"),
+            after(svc("daemon"), &["once"]),
+            svc("parked"),
+            requires(svc("fresh"), &["daemon"]),
+        ],
+        vec![],
+    ));
+    let (once, daemon, parked) = (sim.id("once"), sim.id("daemon"), sim.id("parked"));
+    sim.core.restore(sim.now, once, crate::Restored::Done);
+    sim.core.restore(
+        sim.now,
+        daemon,
+        crate::Restored::Running {
+            pid: 777,
+            ready: true,
+            restarts: 2,
+        },
+    );
+    sim.core.restore(sim.now, parked, crate::Restored::Stopped);
+    sim.boot();
+    assert_eq!(sim.spawned, ["fresh"]);
+    assert_eq!(sim.pid("daemon"), Some(777));
+    assert_eq!(sim.core.service(daemon).restarts, 2);
+    assert_eq!(sim.state("parked"), ServiceState::Stopped);
+    // An adopted process that dies is restarted like any other.
+    sim.exit("daemon", ExitStatus::Signaled(9));
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.spawned, ["fresh", "daemon"]);
+}

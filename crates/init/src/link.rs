@@ -10,12 +10,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use dynamod_proto::{HEADER_LEN, InitMsg, MAGIC, ProtoError, SvmgrMsg};
 use dynamod_sys::nix::errno::Errno;
-use dynamod_sys::nix::unistd;
 
 /// Largest frame accepted from svmgr.
 pub const READ_CAPACITY: usize = 64 * 1024;
 /// Most bytes queued towards svmgr.
 pub const WRITE_CAPACITY: usize = 64 * 1024;
+/// Most fds received in one `recvmsg` (the kernel's SCM_MAX_FD is 253).
+pub const MAX_FDS_PER_MSG: usize = 253;
+/// Most received fds waiting to be claimed by a message.
+pub const FD_QUEUE: usize = 1024;
 
 /// Why the connection is unusable.
 #[derive(Debug)]
@@ -52,6 +55,8 @@ pub struct Link {
     rlen: usize,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
+    /// fds received with SCM_RIGHTS, in arrival order, not yet claimed by a message.
+    fds: std::collections::VecDeque<OwnedFd>,
 }
 
 impl Link {
@@ -63,6 +68,7 @@ impl Link {
             rlen: 0,
             wbuf: Vec::with_capacity(WRITE_CAPACITY),
             scratch: Vec::with_capacity(1024),
+            fds: std::collections::VecDeque::with_capacity(FD_QUEUE),
         }
     }
 
@@ -83,7 +89,7 @@ impl Link {
                     self.declared_len().unwrap_or(self.rlen),
                 ));
             }
-            match unistd::read(self.fd.as_fd(), space) {
+            match recv_with_fds(self.fd.as_fd(), space, &mut self.fds) {
                 Ok(0) => return Err(LinkError::Closed),
                 Ok(n) => self.rlen += n,
                 Err(Errno::EAGAIN) => return Ok(()),
@@ -180,10 +186,87 @@ impl Link {
         result
     }
 
+    /// Takes the next `n` received fds (fewer if not that many arrived).
+    pub fn take_fds(&mut self, n: usize) -> Vec<OwnedFd> {
+        let n = n.min(self.fds.len());
+        self.fds.drain(..n).collect()
+    }
+
+    /// Sends `msg` with `fds` attached. Queued bytes go first so the order of frames holds; if
+    /// they cannot all be written now, the send is refused ([`LinkError::Full`]).
+    pub fn send_with_fds(
+        &mut self,
+        msg: &InitMsg,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), LinkError> {
+        self.flush()?;
+        if !self.wbuf.is_empty() {
+            return Err(LinkError::Full);
+        }
+        self.scratch.clear();
+        dynamod_proto::encode_into(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
+        let raw: Vec<std::os::fd::RawFd> =
+            fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let cmsg = [dynamod_sys::nix::sys::socket::ControlMessage::ScmRights(
+            &raw,
+        )];
+        let iov = [std::io::IoSlice::new(&self.scratch)];
+        let sent = loop {
+            match dynamod_sys::nix::sys::socket::sendmsg::<()>(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                &iov,
+                if raw.is_empty() { &[] } else { &cmsg },
+                dynamod_sys::nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Err(LinkError::Closed),
+                Err(e) => return Err(LinkError::Io(e)),
+            }
+        };
+        // The fds travelled with the first byte; the rest of the frame is ordinary data.
+        if let Some(rest) = self.scratch.get(sent..) {
+            self.wbuf.extend_from_slice(rest);
+        }
+        self.flush()
+    }
+
     /// Whether bytes are waiting for the socket to become writable.
     pub fn wants_write(&self) -> bool {
         !self.wbuf.is_empty()
     }
+}
+
+/// `recvmsg` that appends any SCM_RIGHTS fds to `fds` (fds beyond its capacity are closed).
+fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut std::collections::VecDeque<OwnedFd>,
+) -> Result<usize, Errno> {
+    use dynamod_sys::nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = dynamod_sys::nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS_PER_MSG]);
+    let msg = recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    )?;
+    let n = msg.bytes;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(received) = c {
+                for raw in received {
+                    let owned = dynamod_sys::fd::own_received(raw);
+                    if fds.len() < FD_QUEUE {
+                        fds.push_back(owned);
+                    }
+                }
+            }
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -265,5 +348,63 @@ mod tests {
             })
         );
         assert_eq!(dec.next::<InitMsg>().unwrap(), Some(InitMsg::Reload));
+    }
+
+    #[test]
+    fn fds_travel_both_ways_with_their_frames() {
+        use dynamod_sys::nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::os::fd::AsRawFd;
+        let (mut link, peer) = pair();
+        // svmgr side parks one pipe read end.
+        let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let frame = dynamod_proto::encode(&SvmgrMsg::Park {
+            keys: vec!["x\tout\t1".into()],
+        })
+        .unwrap();
+        let raw = [r.as_raw_fd()];
+        sendmsg::<()>(
+            peer.as_raw_fd(),
+            &[std::io::IoSlice::new(&frame)],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        link.fill().unwrap();
+        assert!(matches!(
+            link.next_msg().unwrap(),
+            Some(SvmgrMsg::Park { .. })
+        ));
+        let got = link.take_fds(1);
+        assert_eq!(got.len(), 1);
+        // And init hands it back: the peer reads a frame and one fd that is the same socket.
+        link.send_with_fds(
+            &InitMsg::Parked {
+                keys: vec!["k".into()],
+            },
+            &[got[0].as_fd()],
+        )
+        .unwrap();
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = dynamod_sys::nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = dynamod_sys::nix::sys::socket::recvmsg::<()>(
+            peer.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fds: Vec<i32> = msg
+            .cmsgs()
+            .unwrap()
+            .filter_map(|c| match c {
+                dynamod_sys::nix::sys::socket::ControlMessageOwned::ScmRights(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(fds.len(), 1);
+        drop(w);
     }
 }

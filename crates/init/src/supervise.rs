@@ -148,9 +148,16 @@ pub struct Init {
     next_beat_at: u64,
     shell: Option<Child>,
     orphans: OrphanQueue,
+    /// Service output pipes svmgr asked us to hold, so they outlive an svmgr crash.
+    parked: Vec<(String, std::os::fd::OwnedFd)>,
     stop: Option<Stop>,
     outcome: Option<Outcome>,
 }
+
+/// Most pipe ends init holds for svmgr (two per running service).
+pub const PARKED_CAPACITY: usize = 8192;
+/// Most fds sent back in one message (below the kernel's SCM_MAX_FD of 253).
+const PARKED_BATCH: usize = 200;
 
 impl std::fmt::Debug for Init {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,6 +219,7 @@ impl Init {
             next_beat_at: 0,
             shell: None,
             orphans: OrphanQueue::with_capacity(orphans::CAPACITY),
+            parked: Vec::with_capacity(PARKED_CAPACITY),
             stop: None,
             outcome: None,
         })
@@ -737,6 +745,43 @@ impl Init {
                     None => info!("svmgr stopped all services and requests {}", kind.as_str()),
                 }
                 self.outcome = Some(Outcome { kind, exit_code });
+            }
+            SvmgrMsg::Park { keys } => {
+                let fds = s
+                    .link
+                    .as_mut()
+                    .map(|l| l.take_fds(keys.len()))
+                    .unwrap_or_default();
+                if fds.len() != keys.len() {
+                    warn!(
+                        "svmgr parked {} key(s) with {} fd(s); ignored",
+                        keys.len(),
+                        fds.len()
+                    );
+                    return;
+                }
+                for (key, fd) in keys.into_iter().zip(fds) {
+                    if self.parked.len() >= PARKED_CAPACITY {
+                        warn!("too many parked pipes ({PARKED_CAPACITY}); not holding {key}");
+                        continue;
+                    }
+                    self.parked.push((key, fd));
+                }
+            }
+            SvmgrMsg::Unpark { keys } => {
+                self.parked.retain(|(k, _)| !keys.contains(k));
+            }
+            SvmgrMsg::Reclaim => {
+                let Some(l) = &mut s.link else { return };
+                for batch in self.parked.chunks(PARKED_BATCH) {
+                    let keys: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
+                    let fds: Vec<std::os::fd::BorrowedFd<'_>> =
+                        batch.iter().map(|(_, f)| f.as_fd()).collect();
+                    if let Err(e) = l.send_with_fds(&InitMsg::Parked { keys }, &fds) {
+                        warn!("cannot hand parked pipes back to svmgr: {e}");
+                        break;
+                    }
+                }
             }
             SvmgrMsg::ShutdownComplete => match self.stop {
                 Some(Stop {

@@ -83,6 +83,12 @@ pub enum InitMsg {
     },
     /// Re-read the configuration (SIGHUP to PID 1).
     Reload,
+    /// Answer to [`SvmgrMsg::Reclaim`]: pipe read ends init holds for svmgr, one fd per key,
+    /// in order, attached to this frame as `SCM_RIGHTS`.
+    Parked {
+        /// The keys given with [`SvmgrMsg::Park`].
+        keys: Vec<String>,
+    },
     /// init reaped a process that had been a child of a previous svmgr.
     OrphanExited {
         /// Its PID.
@@ -110,6 +116,20 @@ pub enum SvmgrMsg {
     },
     /// Answer to [`InitMsg::Shutdown`]: every service is stopped.
     ShutdownComplete,
+    /// Keep these fds (service output pipes' read ends, attached as `SCM_RIGHTS`, one per key)
+    /// so the pipes outlive svmgr: a restarted svmgr reclaims them and a service never writes
+    /// into a pipe nobody holds.
+    Park {
+        /// One key per fd: `service\tstream\tpid`.
+        keys: Vec<String>,
+    },
+    /// Drop the parked fds with these keys (the pipe reached end of file).
+    Unpark {
+        /// Keys given with [`SvmgrMsg::Park`].
+        keys: Vec<String>,
+    },
+    /// Send every parked fd back ([`InitMsg::Parked`]); sent by a (re)started svmgr.
+    Reclaim,
 }
 
 /// A request on the control socket.
@@ -121,7 +141,8 @@ pub enum Request {
     List,
     /// The supervisor tree.
     Tree,
-    /// Details of the named services.
+    /// Details of the named services, in the order asked for; every service (sorted by name)
+    /// when `names` is empty.
     Status {
         /// Service names.
         names: Vec<String>,
@@ -326,6 +347,14 @@ pub struct ServiceDetail {
     pub wants: Vec<String>,
     /// Ordering-only dependencies (including reversed `before` of others).
     pub after: Vec<String>,
+    /// When the current process was spawned, milliseconds since svmgr started (its monotonic
+    /// clock); `None` when no process was spawned since the last stop.
+    #[serde(default)]
+    pub spawned_ms: Option<u64>,
+    /// When the current process became ready (a oneshot: completed), milliseconds since svmgr
+    /// started; `None` while it is not ready.
+    #[serde(default)]
+    pub ready_ms: Option<u64>,
 }
 
 /// A node of the supervisor tree.
@@ -415,6 +444,56 @@ pub struct LogRecord {
     /// Set when this is not a complete line (no newline before EOF or the length cap).
     #[serde(default)]
     pub partial: bool,
+}
+
+/// A request on dynamod-logd's query socket (`/run/dynamod/logd.sock`, next to `log.sock`).
+///
+/// The exchange: [`LogRequest::Hello`] and [`LogReply::Hello`], then one [`LogRequest::Query`].
+/// logd answers with [`LogReply::Records`] batches (oldest first; several services interleaved
+/// by time), then [`LogReply::End`]. Without `follow` it closes the connection after `End`;
+/// with `follow` it keeps sending `Records` as new lines are stored, until the client hangs up.
+/// Anyone who can connect may read (like `dynamodctl status`, which shows recent lines too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRequest {
+    /// Handshake.
+    Hello(Hello),
+    /// What to read.
+    Query(LogQuery),
+}
+
+/// Which records a [`LogRequest::Query`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LogQuery {
+    /// Service names; every service when empty.
+    pub services: Vec<String>,
+    /// Only the last this many records (of the whole answer).
+    #[serde(default)]
+    pub lines: Option<u64>,
+    /// Only records read at or after this time, microseconds since the Unix epoch.
+    #[serde(default)]
+    pub since_us: Option<u64>,
+    /// Keep the connection open and send new records as they are stored.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// An answer on dynamod-logd's query socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogReply {
+    /// Handshake.
+    Hello(Hello),
+    /// Records, oldest first.
+    Records(Vec<LogRecord>),
+    /// Everything stored before the query has been sent; with `follow`, new records follow.
+    End,
+    /// The query was refused.
+    Error {
+        /// Machine-readable class ([`ErrorKind::UnknownService`] for a name logd never heard
+        /// of).
+        kind: ErrorKind,
+        /// Human-readable explanation, lowercase, no final period.
+        message: String,
+    },
 }
 
 mod serde_bytes_compat {
@@ -515,6 +594,8 @@ mod tests {
             requires: vec![],
             wants: vec![],
             after: vec!["bootmisc".into()],
+            spawned_ms: Some(10),
+            ready_ms: None,
         };
         let all = [
             Response::Hello(Hello::new("dynamod-svmgr")),
@@ -607,6 +688,55 @@ mod tests {
             status: ExitStatus::Exited(127),
         };
         assert_eq!(round_trip(&m), m);
+    }
+
+    #[test]
+    fn log_query_messages_round_trip() {
+        let requests = [
+            LogRequest::Hello(Hello::new("dynamodctl")),
+            LogRequest::Query(LogQuery {
+                services: vec!["web".into()],
+                lines: Some(10),
+                since_us: Some(5),
+                follow: true,
+            }),
+            LogRequest::Query(LogQuery::default()),
+        ];
+        for r in &requests {
+            assert_eq!(&round_trip(r), r);
+        }
+        let replies = [
+            LogReply::Hello(Hello::new("dynamod-logd")),
+            LogReply::Records(vec![LogRecord {
+                seq: 1,
+                service: "web".into(),
+                pid: 2,
+                stream: Stream::Out,
+                time_us: 3,
+                line: b"\x1b[1mhi\r".to_vec(),
+                partial: false,
+            }]),
+            LogReply::End,
+            LogReply::Error {
+                kind: ErrorKind::UnknownService,
+                message: "no".into(),
+            },
+        ];
+        for r in &replies {
+            assert_eq!(&round_trip(r), r);
+        }
+    }
+
+    #[test]
+    fn fields_added_later_default_when_an_older_peer_leaves_them_out() {
+        #[derive(Serialize)]
+        struct OldQuery {
+            services: Vec<String>,
+        }
+        let mut d = FrameDecoder::new();
+        d.push(&encode(&OldQuery { services: vec![] }).unwrap());
+        let q: LogQuery = d.next().unwrap().unwrap();
+        assert_eq!(q, LogQuery::default());
     }
 
     #[test]

@@ -125,7 +125,9 @@ pub fn detect(setting: &CgroupSetting) -> Detected {
             let _ = std::fs::remove_dir(&probe);
             Detected::Cgroups(Cgroups { base })
         }
-        Err(e) => Detected::ProcessGroups(format!("cannot create cgroups in {}: {e}", base.display())),
+        Err(e) => {
+            Detected::ProcessGroups(format!("cannot create cgroups in {}: {e}", base.display()))
+        }
     }
 }
 

@@ -1,7 +1,13 @@
 //! The control socket: clients, requests, permission checks and jobs that answer once a
 //! start or stop has finished.
+//!
+//! Peers are identified by `SO_PEERCRED`. Everyone who can connect may read (`List`, `Tree`,
+//! `Status`, `SystemState`); changing anything needs uid 0, or membership of the group given
+//! with `--control-group` (as primary group at connect time, or as a supplementary group read
+//! from `/proc` for the process behind the peer's pidfd).
 
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,6 +16,7 @@ use dynamod_proto::{
     ErrorKind, ExitInfo, FrameDecoder, Hello, Request, Response, ServiceDetail, ServiceState,
     ServiceSummary, SystemState,
 };
+use dynamod_sys::nix::sys::socket::{getsockopt, sockopt};
 
 use crate::runtime::Runtime;
 
@@ -21,6 +28,8 @@ pub(crate) struct Client {
     pub uid: u32,
     greeted: bool,
     pub close_after_flush: bool,
+    /// Whether the peer belongs to the control group (looked up on its first change request).
+    in_control_group: Option<bool>,
 }
 
 impl Client {
@@ -32,7 +41,15 @@ impl Client {
             uid,
             greeted: false,
             close_after_flush: false,
+            in_control_group: None,
         }
+    }
+
+    /// Whether the peer is a member of group `gid` (cached for the connection).
+    fn member_of(&mut self, gid: u32) -> bool {
+        *self
+            .in_control_group
+            .get_or_insert_with(|| peer_in_group(&self.stream, gid))
     }
 
     /// Reads what is available. Returns true on EOF or error.
@@ -156,16 +173,27 @@ impl Runtime {
                 | Request::Reload
                 | Request::Shutdown { .. }
         );
-        if mutating && self.client_uid(slot) != 0 {
+        if mutating && !self.may_change(slot) {
             return Some(Response::Error {
                 kind: ErrorKind::PermissionDenied,
-                message: "permission denied: only root may change services".into(),
+                message: self.denied_message(),
             });
         }
         match req {
             Request::Hello(_) => None,
             Request::List => Some(Response::List(self.summaries())),
             Request::Tree => Some(Response::Tree(self.core.tree())),
+            Request::Status { names } if names.is_empty() => {
+                let mut all: Vec<(String, SvcId)> = self
+                    .core
+                    .services()
+                    .map(|(id, s)| (s.name.clone(), id))
+                    .collect();
+                all.sort();
+                Some(Response::Status(
+                    all.into_iter().map(|(_, id)| self.detail(id)).collect(),
+                ))
+            }
             Request::Status { names } => match self.resolve(&names) {
                 Ok(ids) => Some(Response::Status(
                     ids.into_iter().map(|id| self.detail(id)).collect(),
@@ -199,6 +227,29 @@ impl Runtime {
                 })
             }
         }
+    }
+
+    /// Root, or a member of the control group, may change things.
+    fn may_change(&mut self, slot: usize) -> bool {
+        if self.client_uid(slot) == 0 {
+            return true;
+        }
+        let Some(gid) = self.control_group() else {
+            return false;
+        };
+        self.client_mut(slot).is_some_and(|c| c.member_of(gid))
+    }
+
+    fn denied_message(&self) -> String {
+        let Some(gid) = self.control_group() else {
+            return "permission denied: only root may change services".into();
+        };
+        let groups = std::fs::read_to_string(self.paths.etc.join("group")).unwrap_or_default();
+        let group = crate::users::parse_group(&groups)
+            .into_iter()
+            .find(|g| g.gid == gid)
+            .map_or_else(|| gid.to_string(), |g| format!("'{}'", g.name));
+        format!("permission denied: only root and members of group {group} may change services")
     }
 
     fn job(
@@ -408,6 +459,8 @@ impl Runtime {
             requires,
             wants,
             after,
+            spawned_ms: s.spawned_at.map(|t| t.as_millis() as u64),
+            ready_ms: s.ready_at.map(|t| t.as_millis() as u64),
         }
     }
 
@@ -440,10 +493,99 @@ impl Runtime {
     }
 }
 
+/// Whether the process on the other end of `stream` has `gid` as its primary group (from
+/// `SO_PEERCRED`, as it was at connect time) or as a supplementary group.
+fn peer_in_group(stream: &UnixStream, gid: u32) -> bool {
+    let Ok(cred) = getsockopt(stream, sockopt::PeerCredentials) else {
+        return false;
+    };
+    if cred.gid() == gid {
+        return true;
+    }
+    supplementary_groups(stream, cred.pid()).contains(&gid)
+}
+
+/// The peer's supplementary groups, from `/proc/<pid>/status`.
+///
+/// `SO_PEERCRED` carries no supplementary groups. With a pidfd of the peer (`SO_PEERPIDFD`,
+/// Linux 6.5) the PID is taken from the pidfd and checked again after the read, so the groups
+/// cannot belong to a later process that reused the PID; older kernels fall back to the PID
+/// from `SO_PEERCRED`.
+fn supplementary_groups(stream: &UnixStream, cred_pid: i32) -> Vec<u32> {
+    match getsockopt(stream, sockopt::PeerPidfd) {
+        Ok(pidfd) => {
+            let Some(pid) = pidfd_pid(&pidfd) else {
+                return Vec::new();
+            };
+            let groups = proc_groups(pid);
+            if pidfd_pid(&pidfd) == Some(pid) {
+                groups
+            } else {
+                Vec::new()
+            }
+        }
+        Err(_) => proc_groups(cred_pid),
+    }
+}
+
+/// The PID a pidfd refers to, from `/proc/self/fdinfo` (`Pid: -1` once the process is gone).
+fn pidfd_pid(pidfd: &OwnedFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|&p| p > 0)
+}
+
+/// The `Groups:` line of `/proc/<pid>/status`.
+fn proc_groups(pid: i32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    parse_status_groups(&status)
+}
+
+fn parse_status_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn verb(kind: JobKind) -> &'static str {
     match kind {
         JobKind::Start => "start",
         JobKind::Stop => "stop",
         JobKind::Restart => "restart",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supplementary_groups_come_from_the_status_groups_line() {
+        let status =
+            "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 1000 \nVmPeak:\t1 kB\n";
+        assert_eq!(parse_status_groups(status), [4, 24, 1000]);
+        assert!(parse_status_groups("Groups:\n").is_empty());
+        assert!(parse_status_groups("Name:\tx\n").is_empty());
+    }
+
+    #[test]
+    fn our_own_groups_are_seen_through_a_socketpair() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let gid = dynamod_sys::nix::unistd::getegid().as_raw();
+        assert!(peer_in_group(&a, gid));
+        let mut ours = proc_groups(std::process::id() as i32);
+        ours.retain(|&g| g != gid);
+        if let Some(&other) = ours.first() {
+            assert!(peer_in_group(&a, other), "supplementary group {other}");
+        }
+        assert!(!peer_in_group(&a, 4_000_000_123));
     }
 }

@@ -8,6 +8,7 @@ pub mod launch;
 pub mod logbuf;
 pub mod notify;
 pub mod runtime;
+pub mod state;
 pub mod users;
 
 mod control;

@@ -9,14 +9,16 @@ use dynamod_svmgr::{Options, Runtime};
 
 const USAGE: &str =
     "usage: dynamod-svmgr [--services DIR] [--supervisors DIR] [--runtime-dir DIR] [--etc DIR]
-                     [--cgroup-root DIR|auto|none]
+                     [--cgroup-root DIR|auto|none] [--control-group NAME|GID]
 
   --services DIR      service files (default /etc/dynamod/services)
   --supervisors DIR   supervisor files (default /etc/dynamod/supervisors)
   --runtime-dir DIR   sockets and state (default /run/dynamod)
   --etc DIR           where passwd and group are read (default /etc)
   --cgroup-root DIR   base of the service cgroups, `auto` (default: <cgroup2 mount><own
-                      cgroup>/dynamod) or `none` (process groups only)";
+                      cgroup>/dynamod) or `none` (process groups only)
+  --control-group G   members of group G (a name from <etc>/group, or a number) may start,
+                      stop, restart, reload and shut down over the control socket, like root";
 
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
@@ -25,6 +27,7 @@ fn parse_args() -> Result<Options, String> {
         runtime: PathBuf::from("/run/dynamod"),
         etc: PathBuf::from("/etc"),
         cgroups: dynamod_svmgr::cgroup::CgroupSetting::Auto,
+        control_group: None,
         heartbeat: Duration::from_millis(
             std::env::var("DYNAMOD_HEARTBEAT_MS")
                 .ok()
@@ -32,6 +35,7 @@ fn parse_args() -> Result<Options, String> {
                 .unwrap_or(5000),
         ),
     };
+    let mut control_group = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -52,6 +56,7 @@ fn parse_args() -> Result<Options, String> {
                     _ => dynamod_svmgr::cgroup::CgroupSetting::Base(v),
                 };
             }
+            Some("--control-group") => control_group = Some(value("--control-group")?),
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -59,7 +64,35 @@ fn parse_args() -> Result<Options, String> {
             _ => return Err(format!("unknown argument {}", a.to_string_lossy())),
         }
     }
+    if let Some(group) = control_group {
+        opts.control_group = Some(resolve_group(&group, &opts.etc)?);
+    }
     Ok(opts)
+}
+
+/// A group given by number, or by name from `<etc>/group`.
+fn resolve_group(group: &std::path::Path, etc: &std::path::Path) -> Result<u32, String> {
+    let text = group.to_string_lossy();
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    let file = etc.join("group");
+    let groups = std::fs::read_to_string(&file).map_err(|e| {
+        format!(
+            "--control-group {text}: cannot read {}: {e}",
+            file.display()
+        )
+    })?;
+    dynamod_svmgr::users::parse_group(&groups)
+        .into_iter()
+        .find(|g| g.name == text)
+        .map(|g| g.gid)
+        .ok_or_else(|| {
+            format!(
+                "--control-group {text}: no such group in {}",
+                file.display()
+            )
+        })
 }
 
 fn main() {

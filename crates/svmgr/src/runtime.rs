@@ -39,6 +39,7 @@ const T_CLIENT: u64 = 1 << 32;
 const T_PIPE: u64 = 2 << 32;
 const T_NOTIFY: u64 = 3 << 32;
 const T_READY: u64 = 4 << 32;
+const T_PIDFD: u64 = 5 << 32;
 const SLOT_MASK: u64 = (1 << 32) - 1;
 
 /// Clients beyond this are refused (closed at once) so a flood cannot exhaust fds.
@@ -59,6 +60,8 @@ pub struct Options {
     pub heartbeat: Duration,
     /// Where service cgroups go.
     pub cgroups: crate::cgroup::CgroupSetting,
+    /// Members of this group may change things over the control socket, like root.
+    pub control_group: Option<u32>,
 }
 
 /// Per-service runtime data the core does not need.
@@ -80,6 +83,8 @@ pub(crate) struct SvcRt {
     pub oom_baseline: u64,
     /// OOM kills of this service since svmgr started.
     pub oom_kills: u64,
+    /// Start time (clock ticks since boot) of the main process, for the state file.
+    pub start_time: u64,
 }
 
 struct Pipe {
@@ -88,6 +93,8 @@ struct Pipe {
     pid: i32,
     stream: Stream,
     splitter: LineSplitter,
+    /// Key under which init holds a copy of this read end.
+    parked: Option<String>,
 }
 
 /// What a polled probe looks for.
@@ -113,6 +120,8 @@ struct InitLink {
     dec: FrameDecoder,
     out: Vec<u8>,
     last_rx: Instant,
+    /// fds received with SCM_RIGHTS, not yet claimed by a message.
+    fds: VecDeque<OwnedFd>,
 }
 
 struct Logd {
@@ -143,7 +152,7 @@ pub struct Runtime {
     epoll: Epoll,
     sigfd: SignalFd,
     control: UnixListener,
-    clients: Vec<Option<Client>>,
+    pub(crate) clients: Vec<Option<Client>>,
     init: Option<InitLink>,
     log_listener: UnixListener,
     logd: Option<Logd>,
@@ -156,6 +165,16 @@ pub struct Runtime {
     /// Main processes that exited while their cgroup still held processes: the exit is
     /// reported once the cgroup is empty (or the deadline passed).
     draining: HashMap<SvcId, (ExitStatus, Instant)>,
+    /// Services adopted from a previous svmgr whose process exited: waiting for init to report
+    /// the exit status (they are not our children).
+    awaiting_status: HashMap<i32, (SvcId, Instant)>,
+    /// Exit statuses init reported for adopted PIDs before their pidfd fired.
+    orphan_status: HashMap<i32, ExitStatus>,
+    /// PIDs adopted from a previous svmgr (watched through their pidfd).
+    adopted: HashMap<i32, SvcId>,
+    /// The state file needs rewriting.
+    state_dirty: bool,
+    last_state: String,
     queue: LogQueue,
     jobs: Vec<Job>,
     finish: Option<Finish>,
@@ -301,6 +320,11 @@ impl Runtime {
             probes: HashMap::new(),
             cgroups,
             draining: HashMap::new(),
+            awaiting_status: HashMap::new(),
+            orphan_status: HashMap::new(),
+            adopted: HashMap::new(),
+            state_dirty: true,
+            last_state: String::new(),
             queue: LogQueue::new(now_us(), MAX_QUEUE_BYTES),
             jobs: Vec::new(),
             finish: None,
@@ -332,6 +356,7 @@ impl Runtime {
             dec: FrameDecoder::new(),
             out,
             last_rx: Instant::now(),
+            fds: VecDeque::new(),
         }))
     }
 
@@ -341,6 +366,11 @@ impl Runtime {
 
     /// Boots every service and runs until shutdown; returns the exit code.
     pub fn run(mut self) -> anyhow::Result<i32> {
+        self.restore();
+        if self.init.is_some() {
+            // Pipes of adopted services (and of services that died meanwhile) come back.
+            self.send_init(&SvmgrMsg::Reclaim);
+        }
         let now = self.now();
         let actions = self.core.handle(now, Event::Boot);
         self.execute(actions);
@@ -365,6 +395,8 @@ impl Runtime {
             let actions = self.core.tick(now);
             self.execute(actions);
             self.drain();
+            self.expire_awaiting();
+            self.save_state();
             self.heartbeat();
             self.run_probes();
             self.check_jobs();
@@ -385,6 +417,9 @@ impl Runtime {
         if !self.draining.is_empty() {
             wait = wait.min(Duration::from_millis(10));
         }
+        if !self.awaiting_status.is_empty() {
+            wait = wait.min(Duration::from_millis(100));
+        }
         for p in self.probes.values().filter(|p| p.running.is_none()) {
             wait = wait.min(p.next.saturating_duration_since(Instant::now()));
         }
@@ -404,6 +439,7 @@ impl Runtime {
             t if t & !SLOT_MASK == T_PIPE => self.on_pipe((t & SLOT_MASK) as usize),
             t if t & !SLOT_MASK == T_NOTIFY => self.on_notify(SvcId((t & SLOT_MASK) as usize)),
             t if t & !SLOT_MASK == T_READY => self.on_ready_fd(SvcId((t & SLOT_MASK) as usize)),
+            t if t & !SLOT_MASK == T_PIDFD => self.on_adopted_exit((t & SLOT_MASK) as i32),
             _ => {}
         }
     }
@@ -411,6 +447,9 @@ impl Runtime {
     // ---- actions ------------------------------------------------------------------------
 
     pub(crate) fn execute(&mut self, actions: Vec<Action>) {
+        if !actions.is_empty() {
+            self.state_dirty = true;
+        }
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             let more = match a {
@@ -475,14 +514,24 @@ impl Runtime {
                 let rt = &mut self.rt[id.0];
                 rt.pid = Some(pid);
                 rt.pidfd = Some(l.child.pidfd);
+                rt.start_time =
+                    process::start_time_ticks(std::path::Path::new("/proc"), pid).unwrap_or(0);
                 rt.since_wall = Some(SystemTime::now());
                 rt.status_text = None;
-                if let Some(fd) = l.stdout {
-                    self.add_pipe(fd, id, pid, Stream::Out);
+                let mut park = Vec::new();
+                for (fd, stream) in [(l.stdout, Stream::Out), (l.stderr, Stream::Err)] {
+                    let Some(fd) = fd else { continue };
+                    let key = self
+                        .init
+                        .is_some()
+                        .then(|| pipe_key(&cfg.name, stream, pid));
+                    if let (Some(k), Ok(copy)) = (&key, fd.try_clone()) {
+                        park.push((k.clone(), copy));
+                    }
+                    self.add_pipe(fd, id, pid, stream, key);
                 }
-                if let Some(fd) = l.stderr {
-                    self.add_pipe(fd, id, pid, Stream::Err);
-                }
+                self.park(park);
+                self.state_dirty = true;
                 if let Some(sock) = l.notify {
                     let _ = self.epoll.add(
                         &sock,
@@ -527,7 +576,14 @@ impl Runtime {
         }
     }
 
-    fn add_pipe(&mut self, fd: OwnedFd, svc: SvcId, pid: i32, stream: Stream) {
+    fn add_pipe(
+        &mut self,
+        fd: OwnedFd,
+        svc: SvcId,
+        pid: i32,
+        stream: Stream,
+        parked: Option<String>,
+    ) {
         let slot = match self.pipes.iter().position(Option::is_none) {
             Some(s) => s,
             None => {
@@ -552,6 +608,7 @@ impl Runtime {
             pid,
             stream,
             splitter: LineSplitter::default(),
+            parked,
         });
     }
 
@@ -892,10 +949,11 @@ impl Runtime {
     fn on_init(&mut self) {
         let mut buf = [0u8; 4096];
         let mut msgs = Vec::new();
+        let mut parked = Vec::new();
         let mut closed = false;
         if let Some(link) = &mut self.init {
             loop {
-                match link.stream.read(&mut buf) {
+                match recv_with_fds(&link.stream, &mut buf, &mut link.fds) {
                     Ok(0) => {
                         closed = true;
                         break;
@@ -908,6 +966,11 @@ impl Runtime {
             link.last_rx = Instant::now();
             loop {
                 match link.dec.next::<InitMsg>() {
+                    Ok(Some(InitMsg::Parked { keys })) => {
+                        let n = keys.len().min(link.fds.len());
+                        let fds: Vec<OwnedFd> = link.fds.drain(..n).collect();
+                        parked.push((keys, fds));
+                    }
                     Ok(Some(m)) => msgs.push(m),
                     Ok(None) => break,
                     Err(e) => {
@@ -917,6 +980,9 @@ impl Runtime {
                     }
                 }
             }
+        }
+        for (keys, fds) in parked {
+            self.reclaimed(keys, fds);
         }
         for m in msgs {
             match m {
@@ -937,7 +1003,8 @@ impl Runtime {
                 InitMsg::Reload => {
                     self.reload();
                 }
-                InitMsg::OrphanExited { .. } => {}
+                InitMsg::OrphanExited { pid, status } => self.orphan_exited(pid, status),
+                InitMsg::Parked { .. } => {}
             }
         }
         if closed {
@@ -983,6 +1050,9 @@ impl Runtime {
         let (svc, pid, stream) = (pipe.svc, pipe.pid, pipe.stream);
         if eof && let Some(p) = self.pipes[slot].take() {
             let _ = self.epoll.delete(&p.fd);
+            if let Some(key) = p.parked {
+                self.send_init(&SvmgrMsg::Unpark { keys: vec![key] });
+            }
         }
         for (line, partial) in lines {
             self.record(svc, pid, stream, line, partial);
@@ -1379,6 +1449,7 @@ impl Runtime {
         let rt = &mut self.rt[id.0];
         rt.pid = Some(pid);
         rt.pidfd = Some(pidfd);
+        rt.start_time = process::start_time_ticks(std::path::Path::new("/proc"), pid).unwrap_or(0);
         tracing::info!(
             "service '{}' has main process {pid}",
             self.core.service(id).name
@@ -1577,6 +1648,278 @@ impl Runtime {
     }
 }
 
+/// The key under which init holds a pipe's read end.
+fn pipe_key(service: &str, stream: Stream, pid: i32) -> String {
+    let s = match stream {
+        Stream::Out => "out",
+        Stream::Err => "err",
+    };
+    format!("{service}\t{s}\t{pid}")
+}
+
+/// `recvmsg` on the init socket, keeping any fds passed with SCM_RIGHTS.
+fn recv_with_fds(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 253]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(std::io::Error::from)?;
+    let n = msg.bytes;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(received) = c {
+                fds.extend(received.into_iter().map(dynamod_sys::fd::own_received));
+            }
+        }
+    }
+    Ok(n)
+}
+
+impl Runtime {
+    /// Asks init to hold copies of these pipe read ends (see [`SvmgrMsg::Park`]).
+    fn park(&mut self, fds: Vec<(String, OwnedFd)>) {
+        if fds.is_empty() {
+            return;
+        }
+        self.flush_init();
+        let Some(link) = &mut self.init else { return };
+        let (keys, fds): (Vec<String>, Vec<OwnedFd>) = fds.into_iter().unzip();
+        let Ok(frame) = dynamod_proto::encode(&SvmgrMsg::Park { keys }) else {
+            return;
+        };
+        let raw: Vec<std::os::fd::RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+        if !link.out.is_empty() {
+            // Earlier bytes are still queued: a frame with fds cannot overtake them.
+            let _ = link.stream.set_nonblocking(false);
+            let _ = link.stream.write_all(&link.out);
+            link.out.clear();
+            let _ = link.stream.set_nonblocking(true);
+        }
+        match nix::sys::socket::sendmsg::<()>(
+            link.stream.as_raw_fd(),
+            &[std::io::IoSlice::new(&frame)],
+            &cmsg,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => link.out.extend_from_slice(&frame[n..]),
+            Err(e) => tracing::warn!("cannot park pipes with init: {e}"),
+        }
+        self.flush_init();
+    }
+
+    /// init handed parked pipe ends back: attach those of services still configured.
+    fn reclaimed(&mut self, keys: Vec<String>, fds: Vec<OwnedFd>) {
+        for (key, fd) in keys.into_iter().zip(fds) {
+            let mut f = key.split('\t');
+            let (Some(name), Some(stream), Some(pid)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let stream = if stream == "err" {
+                Stream::Err
+            } else {
+                Stream::Out
+            };
+            let pid: i32 = pid.parse().unwrap_or(0);
+            let already = self
+                .pipes
+                .iter()
+                .flatten()
+                .any(|p| p.parked.as_deref() == Some(key.as_str()));
+            match self.core.lookup(name) {
+                Some(svc) if !already => {
+                    let _ = nix::fcntl::fcntl(
+                        &fd,
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                    );
+                    self.add_pipe(fd, svc, pid, stream, Some(key));
+                }
+                Some(_) => {}
+                None => self.send_init(&SvmgrMsg::Unpark { keys: vec![key] }),
+            }
+        }
+    }
+
+    /// Restores what a previous svmgr left in the state file: running processes are adopted
+    /// (same PID and start time), completed oneshots stay done, operator stops stay stopped.
+    fn restore(&mut self) {
+        let path = self.opts.runtime.join("state");
+        let entries = crate::state::load(&path);
+        if entries.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let mut adopted = 0;
+        for e in entries {
+            let Some(svc) = self.core.lookup(&e.name) else {
+                continue;
+            };
+            let what = match e.state.as_str() {
+                "running" => {
+                    let alive = e.pid > 1
+                        && process::start_time_ticks(std::path::Path::new("/proc"), e.pid).ok()
+                            == Some(e.start_time);
+                    let Some(pidfd) = alive.then(|| process::pidfd_open(e.pid).ok()).flatten()
+                    else {
+                        continue;
+                    };
+                    let token = T_PIDFD | e.pid as u64;
+                    if self
+                        .epoll
+                        .add(&pidfd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.pids.insert(e.pid, svc);
+                    self.adopted.insert(e.pid, svc);
+                    let rt = &mut self.rt[svc.0];
+                    rt.pid = Some(e.pid);
+                    rt.pidfd = Some(pidfd);
+                    rt.since_wall = Some(SystemTime::now());
+                    rt.cgroup = e.cgroup.clone();
+                    rt.start_time = e.start_time;
+                    if let Some(cg) = &e.cgroup {
+                        rt.oom_baseline = crate::cgroup::oom_kills(cg).unwrap_or(0);
+                    }
+                    adopted += 1;
+                    dynamod_core::Restored::Running {
+                        pid: e.pid,
+                        ready: e.ready,
+                        restarts: e.restarts,
+                    }
+                }
+                "done" => dynamod_core::Restored::Done,
+                "stopped" => dynamod_core::Restored::Stopped,
+                "failed" => {
+                    dynamod_core::Restored::Failed("failed before dynamod-svmgr restarted".into())
+                }
+                _ => continue,
+            };
+            self.core.restore(now, svc, what);
+        }
+        if adopted > 0 {
+            tracing::info!("adopted {adopted} running service(s) from the previous dynamod-svmgr");
+        }
+    }
+
+    /// Rewrites the state file when something changed.
+    fn save_state(&mut self) {
+        if !self.state_dirty {
+            return;
+        }
+        self.state_dirty = false;
+        let mut text = String::new();
+        for (id, s) in self.core.services() {
+            let rt = &self.rt[id.0];
+            let state = match s.state() {
+                dynamod_proto::ServiceState::Running | dynamod_proto::ServiceState::Starting => {
+                    "running"
+                }
+                dynamod_proto::ServiceState::Done => "done",
+                dynamod_proto::ServiceState::Stopped if !s.boot_wanted => "stopped",
+                dynamod_proto::ServiceState::Failed => "failed",
+                _ => continue,
+            };
+            let pid = rt.pid.unwrap_or(0);
+            if state == "running" && pid == 0 {
+                continue;
+            }
+            let start = if pid > 0 { rt.start_time } else { 0 };
+            let entry = crate::state::Entry {
+                name: s.name.clone(),
+                state: state.to_owned(),
+                pid,
+                start_time: start,
+                restarts: s.restarts,
+                ready: s.state() == dynamod_proto::ServiceState::Running,
+                cgroup: rt.cgroup.clone(),
+            };
+            text.push_str(&entry.format());
+            text.push('\n');
+        }
+        if text != self.last_state {
+            if let Err(e) = crate::state::save(&self.opts.runtime.join("state"), &text) {
+                tracing::warn!("cannot save state: {e}");
+            }
+            self.last_state = text;
+        }
+    }
+
+    /// An adopted process (not our child) exited: its status comes from init.
+    fn on_adopted_exit(&mut self, pid: i32) {
+        let Some(svc) = self.adopted.remove(&pid) else {
+            return;
+        };
+        if let Some(fd) = self.rt[svc.0].pidfd.as_ref() {
+            let _ = self.epoll.delete(fd);
+        }
+        match self.orphan_status.remove(&pid) {
+            Some(status) => self.adopted_gone(pid, svc, status),
+            None => {
+                self.awaiting_status
+                    .insert(pid, (svc, Instant::now() + Duration::from_secs(2)));
+            }
+        }
+    }
+
+    fn orphan_exited(&mut self, pid: i32, status: ExitStatus) {
+        if let Some((svc, _)) = self.awaiting_status.remove(&pid) {
+            self.adopted_gone(pid, svc, status);
+        } else if self.adopted.contains_key(&pid) {
+            self.orphan_status.insert(pid, status);
+        }
+    }
+
+    fn expire_awaiting(&mut self) {
+        let now = Instant::now();
+        let late: Vec<(i32, SvcId)> = self
+            .awaiting_status
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(pid, (svc, _))| (*pid, *svc))
+            .collect();
+        for (pid, svc) in late {
+            self.awaiting_status.remove(&pid);
+            tracing::warn!(
+                "exit status of adopted process {pid} ('{}') is unknown",
+                self.core.service(svc).name
+            );
+            self.adopted_gone(pid, svc, ExitStatus::Exited(255));
+        }
+    }
+
+    fn adopted_gone(&mut self, pid: i32, svc: SvcId, status: ExitStatus) {
+        if self.pids.get(&pid) == Some(&svc) {
+            // The same path as our own children's exits, minus the reaping init already did.
+            self.on_exit(pid, status);
+        }
+    }
+}
+
 fn libc_esrch() -> i32 {
     nix::errno::Errno::ESRCH as i32
+}
+
+// ---- added for dynamodctl ----
+impl Runtime {
+    /// The group whose members may change things over the control socket (`--control-group`).
+    pub(crate) fn control_group(&self) -> Option<u32> {
+        self.opts.control_group
+    }
+
+    /// A connected control client.
+    pub(crate) fn client_mut(&mut self, slot: usize) -> Option<&mut Client> {
+        self.clients.get_mut(slot).and_then(Option::as_mut)
+    }
 }

@@ -26,6 +26,13 @@ pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Takes ownership of an fd the kernel just installed in this process (received with
+/// `SCM_RIGHTS`).
+pub fn own_received(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel created this fd for us in recvmsg; nothing else refers to it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

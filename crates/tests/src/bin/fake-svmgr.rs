@@ -323,7 +323,7 @@ fn main() {
                     record(rec, "recv Heartbeat");
                     send(&writer, &SvmgrMsg::HeartbeatAck);
                 }
-                InitMsg::HeartbeatAck => {}
+                InitMsg::HeartbeatAck | InitMsg::Parked { .. } => {}
                 InitMsg::Shutdown { kind } => {
                     // The children are left running on purpose: they stand for processes
                     // svmgr does not know about, which init's own SIGTERM/SIGKILL must end.
