@@ -180,6 +180,9 @@ pub enum Request {
     },
     /// Overall state: start-up finished, counts by state.
     SystemState,
+    /// Replace the running svmgr with the binary on disk (an in-place upgrade) without
+    /// disturbing services: same PID, services adopted from the state file.
+    Reexec,
 }
 
 /// Why a request failed; maps onto `dynamodctl`'s exit codes.

@@ -172,6 +172,7 @@ impl Runtime {
                 | Request::Restart { .. }
                 | Request::Reload
                 | Request::Shutdown { .. }
+                | Request::Reexec
         );
         if mutating && !self.may_change(slot) {
             return Some(Response::Error {
@@ -216,6 +217,13 @@ impl Runtime {
                         r.changed.len(),
                         r.unchanged
                     ),
+                })
+            }
+            Request::Reexec => {
+                tracing::info!("re-exec requested via control socket");
+                self.reexec = true;
+                Some(Response::Done {
+                    message: "dynamod-svmgr is re-executing".into(),
                 })
             }
             Request::Shutdown { kind } => {

@@ -181,6 +181,8 @@ pub struct Runtime {
     exit_code: Option<i32>,
     next_beat: Instant,
     quit: Option<i32>,
+    /// Replace this process with the binary on disk once the current answers are written.
+    pub(crate) reexec: bool,
 }
 
 fn now_us() -> u64 {
@@ -331,6 +333,7 @@ impl Runtime {
             exit_code: None,
             next_beat: Instant::now(),
             quit: None,
+            reexec: false,
             opts,
         })
     }
@@ -381,6 +384,12 @@ impl Runtime {
                 self.flush_init();
                 self.flush_clients();
                 return Ok(code);
+            }
+            if self.reexec {
+                self.reexec = false;
+                self.flush_clients();
+                let e = self.exec_self();
+                tracing::error!("re-exec failed ({e}); carrying on as before");
             }
             let timeout = self.timeout();
             let n = match self.epoll.wait(&mut events, timeout) {
@@ -780,6 +789,14 @@ impl Runtime {
             // An orphan reparented to us (double fork): reaped, nothing else to do.
             return;
         };
+        // After an in-place re-exec, adopted services are still our children.
+        if self.adopted.remove(&pid).is_some()
+            && let Some(fd) = self.rt[svc.0].pidfd.as_ref()
+        {
+            let _ = self.epoll.delete(fd);
+        }
+        self.awaiting_status.remove(&pid);
+        self.orphan_status.remove(&pid);
         let forking_start = self
             .core
             .service(svc)
@@ -1742,7 +1759,8 @@ impl Runtime {
                         &fd,
                         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
                     );
-                    self.add_pipe(fd, svc, pid, stream, Some(key));
+                    let parked = self.init.is_some().then_some(key);
+                    self.add_pipe(fd, svc, pid, stream, parked);
                 }
                 Some(_) => {}
                 None => self.send_init(&SvmgrMsg::Unpark { keys: vec![key] }),
@@ -1753,6 +1771,22 @@ impl Runtime {
     /// Restores what a previous svmgr left in the state file: running processes are adopted
     /// (same PID and start time), completed oneshots stay done, operator stops stay stopped.
     fn restore(&mut self) {
+        // Pipes handed over by our own previous incarnation (in-place re-exec).
+        if let Ok(list) = std::env::var("DYNAMOD_REEXEC_PIPES") {
+            let mut keys = Vec::new();
+            let mut fds = Vec::new();
+            for item in list.split('\n').filter(|l| !l.is_empty()) {
+                let Some((fd, key)) = item.split_once('=') else {
+                    continue;
+                };
+                let Ok(fd) = fd.parse::<i32>() else { continue };
+                if let Ok(owned) = dynamod_sys::fd::take_inherited(fd) {
+                    keys.push(key.to_owned());
+                    fds.push(owned);
+                }
+            }
+            self.reclaimed(keys, fds);
+        }
         let path = self.opts.runtime.join("state");
         let entries = crate::state::load(&path);
         if entries.is_empty() {
@@ -1810,6 +1844,64 @@ impl Runtime {
         }
         if adopted > 0 {
             tracing::info!("adopted {adopted} running service(s) from the previous dynamod-svmgr");
+        }
+    }
+
+    /// Saves the state and replaces this process with the svmgr binary on disk; returns only on
+    /// failure. Children stay our children (same PID); pipes come back from init (parked).
+    fn exec_self(&mut self) -> std::io::Error {
+        self.state_dirty = true;
+        self.save_state();
+        self.flush_init();
+        let args: Vec<std::ffi::CString> = std::env::args_os()
+            .filter_map(|a| {
+                std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok()
+            })
+            .collect();
+        let Some(program) = args.first().cloned() else {
+            return std::io::Error::other("no argv[0]");
+        };
+        if let Some(link) = &self.init
+            && let Err(e) = dynamod_sys::fd::keep_across_exec(&link.stream)
+        {
+            return e;
+        }
+        tracing::info!("re-executing {}", program.to_string_lossy());
+        // Output pipes cross the exec as inherited fds, listed in DYNAMOD_REEXEC_PIPES.
+        let mut pipes = Vec::new();
+        for p in self.pipes.iter().flatten() {
+            let name = &self.core.service(p.svc).name;
+            let key = p
+                .parked
+                .clone()
+                .unwrap_or_else(|| pipe_key(name, p.stream, p.pid));
+            if dynamod_sys::fd::keep_across_exec(&p.fd).is_ok() {
+                pipes.push(format!("{}={key}", p.fd.as_raw_fd()));
+            }
+        }
+        let mut env: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter(|(k, _)| k != "DYNAMOD_REEXEC_PIPES")
+            .filter_map(|(k, v)| {
+                let mut b = std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()).to_vec();
+                b.push(b'=');
+                b.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()));
+                std::ffi::CString::new(b).ok()
+            })
+            .collect();
+        if let Ok(c) = std::ffi::CString::new(format!("DYNAMOD_REEXEC_PIPES={}", pipes.join("\n")))
+        {
+            env.push(c);
+        }
+        match nix::unistd::execve(&program, &args, &env) {
+            Err(e) => {
+                if let Some(link) = &self.init {
+                    let _ = nix::fcntl::fcntl(
+                        &link.stream,
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                    );
+                }
+                std::io::Error::from(e)
+            }
         }
     }
 

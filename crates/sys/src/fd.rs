@@ -26,6 +26,19 @@ pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Clears close-on-exec on `fd`, so it survives an `execve` of this process (svmgr's in-place
+/// re-exec keeps its init socket this way).
+pub fn keep_across_exec(fd: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on an integer fd has no memory effects.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Takes ownership of an fd the kernel just installed in this process (received with
 /// `SCM_RIGHTS`).
 pub fn own_received(fd: RawFd) -> OwnedFd {

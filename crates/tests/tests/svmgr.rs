@@ -432,3 +432,56 @@ fn reload_restarts_only_the_edited_service_and_applies_additions_and_removals() 
         T,
     );
 }
+
+#[test]
+fn reexec_keeps_every_pid_and_supervision_goes_on() {
+    let s = start(
+        "reexec",
+        &[
+            service(
+                "talker",
+                "exec = [\"/bin/sh\", \"-c\", \"i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done\"]",
+            ),
+            service(
+                "d",
+                "exec = [\"sleep\", \"3620\"]\n[restart]\ndelay = \"100ms\"",
+            ),
+            service(
+                "once",
+                "exec = [\"/bin/sh\", \"-c\", \"echo ran-once\"]\ntype = \"oneshot\"\n[restart]\npolicy = \"temporary\"",
+            ),
+        ],
+    );
+    s.wait_log("startup complete: 3 ready", T);
+    let (talker, d) = (
+        status(&s, "talker").summary.pid,
+        status(&s, "d").summary.pid.unwrap(),
+    );
+    let svmgr = s.pid();
+    match s.request(&Request::Reexec) {
+        Response::Done { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    s.wait_log("adopted 2 running service(s)", T);
+    assert_eq!(s.pid(), svmgr, "re-exec keeps the process");
+    assert_eq!(status(&s, "talker").summary.pid, talker);
+    assert_eq!(status(&s, "d").summary.pid, Some(d));
+    assert_eq!(status(&s, "once").summary.state, ServiceState::Done);
+    assert_eq!(
+        s.count_log("[once] ran-once"),
+        1,
+        "a completed oneshot is not re-run"
+    );
+    // The talker's pipe survived: its lines keep arriving after the re-exec.
+    let before = s.count_log("[talker] tick");
+    wait_for("more output from the talker", T, || {
+        (s.count_log("[talker] tick") > before + 2).then_some(())
+    });
+    // Supervision goes on: a kill is followed by a restart.
+    unsafe_kill(d, libc::SIGKILL);
+    wait_for("d to be restarted", T, || {
+        let now = status(&s, "d");
+        (now.summary.state == ServiceState::Running && now.summary.pid != Some(d)).then_some(())
+    });
+    assert_eq!(pids_matching("sleep 3620").len(), 1);
+}
