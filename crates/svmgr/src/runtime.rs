@@ -183,6 +183,42 @@ pub struct Runtime {
     quit: Option<i32>,
     /// Replace this process with the binary on disk once the current answers are written.
     pub(crate) reexec: bool,
+    echo: EchoBudget,
+}
+
+/// Console echo budget: at most [`EchoBudget::PER_SECOND`] lines per second.
+#[derive(Debug)]
+struct EchoBudget {
+    window: Instant,
+    used: u32,
+    noted: bool,
+}
+
+impl EchoBudget {
+    const PER_SECOND: u32 = 200;
+
+    fn new() -> Self {
+        EchoBudget {
+            window: Instant::now(),
+            used: 0,
+            noted: false,
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+            self.noted = false;
+        }
+        self.used += 1;
+        self.used <= Self::PER_SECOND
+    }
+
+    /// True once per window, for the note that echo is paused.
+    fn note_due(&mut self) -> bool {
+        !std::mem::replace(&mut self.noted, true)
+    }
 }
 
 fn now_us() -> u64 {
@@ -334,6 +370,7 @@ impl Runtime {
             next_beat: Instant::now(),
             quit: None,
             reexec: false,
+            echo: EchoBudget::new(),
             opts,
         })
     }
@@ -1080,8 +1117,16 @@ impl Runtime {
         let name = self.core.service(svc).name.clone();
         let text = String::from_utf8_lossy(&line).into_owned();
         if !self.logd_ever {
-            // Before logd runs, output goes to the console too (and is queued for logd).
-            eprintln!("[{name}] {text}");
+            // Before logd runs, output goes to the console too (and is queued for logd). A slow
+            // console must not stall supervision, so the echo has a budget; what exceeds it is
+            // still queued for logd, so nothing is lost.
+            if self.echo.allow(Instant::now()) {
+                eprintln!("[{name}] {text}");
+            } else if self.echo.note_due() {
+                eprintln!(
+                    "[dynamod-svmgr] console echo paused: more output than the console takes; it is kept for dynamod-logd"
+                );
+            }
         }
         let rt = &mut self.rt[svc.0];
         if rt.recent.len() == RECENT_LINES {

@@ -10,6 +10,7 @@
 //! dropping a [`Sandbox`] (also while unwinding from a failed assertion, when it prints the
 //! console log) kills its PID 1, which takes everything in its PID namespace with it.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Output, Stdio};
@@ -17,6 +18,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::{TempDir, workspace_root};
 
@@ -618,6 +621,73 @@ pub fn assert_in_order(haystack: &str, needles: &[&str]) {
             ),
         }
     }
+}
+
+// ---- helpers shared by the sandbox-based test files ----
+
+/// `dynamodctl list --json` as name → object.
+pub fn list(sb: &Sandbox) -> BTreeMap<String, Value> {
+    let text = sb.ctl(&["list", "--json"]);
+    let json: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("`dynamodctl list --json` is not JSON ({e}): {text}"));
+    let items = match &json {
+        Value::Array(items) => items.clone(),
+        Value::Object(map) => map
+            .values()
+            .find_map(|v| {
+                v.as_array()
+                    .filter(|a| a.iter().all(|i| i.get("name").is_some()))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no service array in {text}")),
+        _ => panic!("unexpected `list --json`: {text}"),
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let name = find(&item, "name")
+                .and_then(Value::as_str)
+                .expect("name")
+                .to_owned();
+            (name, item)
+        })
+        .collect()
+}
+
+/// The first value under `key`, depth first.
+pub fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(map) => map
+            .get(key)
+            .or_else(|| map.values().find_map(|v| find(v, key))),
+        Value::Array(items) => items.iter().find_map(|v| find(v, key)),
+        _ => None,
+    }
+}
+
+pub fn state_of(list: &BTreeMap<String, Value>, name: &str) -> String {
+    let item = list
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {list:?}"));
+    find(item, "state")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+pub fn pid_of(list: &BTreeMap<String, Value>, name: &str) -> Option<i64> {
+    list.get(name)
+        .and_then(|item| find(item, "pid"))
+        .and_then(Value::as_i64)
+}
+
+/// Live (non-zombie) processes inside whose command name is `comm`.
+pub fn live(sb: &Sandbox, comm: &str) -> Vec<i32> {
+    sb.ps()
+        .into_iter()
+        .filter(|(_, stat, name)| name == comm && !stat.starts_with('Z'))
+        .map(|(pid, _, _)| pid)
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dynamod_tests::sandbox::{BOOT_TIMEOUT, Sandbox, TIMEOUT, assert_in_order, xtask};
+use dynamod_tests::sandbox::{
+    BOOT_TIMEOUT, Sandbox, TIMEOUT, assert_in_order, list, live, pid_of, state_of, xtask,
+};
 use dynamod_tests::{TempDir, wait_for};
 use serde_json::Value;
 
@@ -356,62 +358,6 @@ fn booted(builder: dynamod_tests::sandbox::SandboxBuilder, ready: usize) -> Sand
     sb
 }
 
-/// `dynamodctl list --json` as name → object.
-fn list(sb: &Sandbox) -> BTreeMap<String, Value> {
-    let text = sb.ctl(&["list", "--json"]);
-    let json: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("`dynamodctl list --json` is not JSON ({e}): {text}"));
-    let items = match &json {
-        Value::Array(items) => items.clone(),
-        Value::Object(map) => map
-            .values()
-            .find_map(|v| {
-                v.as_array()
-                    .filter(|a| a.iter().all(|i| i.get("name").is_some()))
-            })
-            .cloned()
-            .unwrap_or_else(|| panic!("no service array in {text}")),
-        _ => panic!("unexpected `list --json`: {text}"),
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let name = find(&item, "name")
-                .and_then(Value::as_str)
-                .expect("name")
-                .to_owned();
-            (name, item)
-        })
-        .collect()
-}
-
-/// The first value under `key`, depth first.
-fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    match value {
-        Value::Object(map) => map
-            .get(key)
-            .or_else(|| map.values().find_map(|v| find(v, key))),
-        Value::Array(items) => items.iter().find_map(|v| find(v, key)),
-        _ => None,
-    }
-}
-
-fn state_of(list: &BTreeMap<String, Value>, name: &str) -> String {
-    let item = list
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is not listed: {list:?}"));
-    find(item, "state")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn pid_of(list: &BTreeMap<String, Value>, name: &str) -> Option<i64> {
-    list.get(name)
-        .and_then(|item| find(item, "pid"))
-        .and_then(Value::as_i64)
-}
-
 /// Waits until `name` is running with a PID and returns the PID.
 fn wait_running(sb: &Sandbox, name: &str, not_pid: Option<i64>) -> i64 {
     wait_for(
@@ -423,15 +369,6 @@ fn wait_running(sb: &Sandbox, name: &str, not_pid: Option<i64>) -> i64 {
             (state_of(&list, name) == "running" && Some(pid) != not_pid).then_some(pid)
         },
     )
-}
-
-/// Live (non-zombie) processes inside whose command name is `comm`.
-fn live(sb: &Sandbox, comm: &str) -> Vec<i32> {
-    sb.ps()
-        .into_iter()
-        .filter(|(_, stat, name)| name == comm && !stat.starts_with('Z'))
-        .map(|(pid, _, _)| pid)
-        .collect()
 }
 
 /// Waits until `pid` is the only live process named `comm` (a service is running from its

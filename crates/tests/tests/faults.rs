@@ -1,0 +1,204 @@
+//! Faults with the whole system running as PID 1 in a sandbox: svmgr killed and frozen, floods
+//! of orphans and children, full file systems. The invariants: never two copies of a service,
+//! running services keep their PIDs, init never dies, shutdown still completes.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::time::Duration;
+
+use dynamod_tests::sandbox::{BOOT_TIMEOUT, Sandbox, TIMEOUT, list, live, pid_of, state_of};
+use dynamod_tests::wait_for;
+
+/// `list` when svmgr answers, `None` while it is down.
+fn try_list(sb: &Sandbox) -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+    sb.exec(&["dynamodctl", "list", "--json"])
+        .status
+        .success()
+        .then(|| list(sb))
+}
+
+/// PIDs of the live svmgr processes inside.
+fn svmgrs(sb: &Sandbox) -> Vec<i32> {
+    live(sb, "dynamod-svmgr")
+}
+
+/// Kills the current svmgr and waits until a new one answers `list`; checks that `syslog` kept
+/// its PID and is the only syslogd.
+fn kill_svmgr_and_check(sb: &Sandbox, syslog: i64) {
+    let old = wait_for("one svmgr", TIMEOUT, || {
+        let v = svmgrs(sb);
+        (v.len() == 1).then(|| v[0])
+    });
+    sb.exec_ok(&["kill", "-9", &old.to_string()]);
+    let l = wait_for("a new svmgr answering list", TIMEOUT, || {
+        let v = svmgrs(sb);
+        if v.len() != 1 || v[0] == old {
+            return None;
+        }
+        try_list(sb)
+    });
+    assert_eq!(
+        pid_of(&l, "syslog"),
+        Some(syslog),
+        "syslog was restarted or duplicated: {l:?}"
+    );
+    assert_eq!(
+        live(sb, "syslogd"),
+        vec![i32::try_from(syslog).unwrap()],
+        "{:?}",
+        sb.ps()
+    );
+}
+
+#[test]
+fn svmgr_killed_during_boot_a_restart_storm_and_shutdown_never_duplicates() {
+    dynamod_tests::sandbox::require_privileges();
+    let sb = Sandbox::builder()
+        .service(
+            "flapper",
+            "[service]\nname = \"flapper\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 0.3; exit 1\"]\n\
+             [restart]\ndelay = \"100ms\"\nmax-delay = \"200ms\"\nmax-restarts = 1000\n",
+        )
+        .start();
+    // 1: during boot, as soon as svmgr exists.
+    sb.wait_log("dynamod-init: started svmgr", BOOT_TIMEOUT);
+    let first = wait_for("svmgr to appear", BOOT_TIMEOUT, || {
+        svmgrs(&sb).first().copied()
+    });
+    sb.exec_ok(&["kill", "-9", &first.to_string()]);
+    sb.wait_log("startup complete: 9 ready, 0 blocked", BOOT_TIMEOUT);
+    let syslog = wait_for("syslog running", TIMEOUT, || {
+        let l = try_list(&sb)?;
+        (state_of(&l, "syslog") == "running")
+            .then(|| pid_of(&l, "syslog"))
+            .flatten()
+    });
+    // 2-4: during the restart storm of `flapper` (five crashes per minute stay under init's
+    // crash-loop limit).
+    for _ in 0..3 {
+        kill_svmgr_and_check(&sb, syslog);
+    }
+    assert_eq!(live(&sb, "dynamod-init").len(), 1, "init never dies");
+    // 5: during shutdown.
+    sb.sigterm_xtask();
+    sb.wait_log("beginning graceful shutdown", TIMEOUT);
+    if let Some(pid) = svmgrs(&sb).first() {
+        let _ = sb.exec(&["kill", "-9", &pid.to_string()]);
+    }
+    let mut sb = sb;
+    let status = sb.wait_exit(TIMEOUT);
+    assert!(
+        status.success(),
+        "shutdown completes: {status:?}\n{}",
+        sb.log()
+    );
+    assert!(sb.processes_left().is_empty(), "{:?}", sb.processes_left());
+}
+
+#[test]
+fn frozen_svmgr_is_detected_within_three_heartbeats_and_replaced_and_services_adopted() {
+    dynamod_tests::sandbox::require_privileges();
+    let sb = Sandbox::builder().start();
+    sb.wait_log("startup complete: 8 ready, 0 blocked", BOOT_TIMEOUT);
+    let l = list(&sb);
+    let syslog = pid_of(&l, "syslog").unwrap();
+    let old = svmgrs(&sb)[0];
+    sb.exec_ok(&["kill", "-STOP", &old.to_string()]);
+    // Heartbeats every 5 s; three missed beats, plus slack for a loaded machine.
+    sb.wait_log("hung", Duration::from_secs(60));
+    let l = wait_for("a new svmgr answering list", TIMEOUT, || {
+        let v = svmgrs(&sb);
+        if v.len() != 1 || v[0] == old {
+            return None;
+        }
+        try_list(&sb)
+    });
+    assert_eq!(pid_of(&l, "syslog"), Some(syslog));
+    assert_eq!(live(&sb, "syslogd"), vec![i32::try_from(syslog).unwrap()]);
+}
+
+#[test]
+fn ten_thousand_orphaned_zombies_are_reaped() {
+    dynamod_tests::sandbox::require_privileges();
+    let sb = Sandbox::builder().start();
+    sb.wait_log("startup complete: 8 ready, 0 blocked", BOOT_TIMEOUT);
+    // Each `( sleep 0 & )` leaves an orphan that exits at once and is reparented to PID 1.
+    let out = sb.exec(&[
+        "/bin/sh",
+        "-c",
+        "i=0; while [ $i -lt 10000 ]; do (true &); i=$((i+1)); done; echo forked",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("forked"));
+    wait_for("no zombie left", TIMEOUT, || {
+        let z = sb
+            .ps()
+            .into_iter()
+            .filter(|(_, st, _)| st.starts_with('Z'))
+            .count();
+        (z == 0).then_some(())
+    });
+    assert!(sb.exec(&["dynamodctl", "list"]).status.success());
+}
+
+#[test]
+fn service_forking_a_thousand_children_is_stopped_completely() {
+    dynamod_tests::sandbox::require_privileges();
+    let sb = Sandbox::builder()
+        .service(
+            "forker",
+            "[service]\nname = \"forker\"\nexec = [\"/bin/sh\", \"-c\", \
+             \"i=0; while [ $i -lt 1000 ]; do sleep 3999 & i=$((i+1)); done; echo forked-all; wait\"]\n\
+             [shutdown]\nstop-timeout = \"2s\"\n",
+        )
+        .start();
+    // Once logd runs, service output goes to its files, not the console.
+    wait_for("the forker to have forked", BOOT_TIMEOUT, || {
+        let out = sb.exec(&["grep", "-q", "forked-all", "/var/log/dynamod/forker.log"]);
+        out.status.success().then_some(())
+    });
+    assert!(live(&sb, "sleep").len() >= 1000);
+    sb.ctl(&["stop", "forker"]);
+    wait_for("every child gone", TIMEOUT, || {
+        live(&sb, "sleep").is_empty().then_some(())
+    });
+    assert_eq!(state_of(&list(&sb), "forker"), "stopped");
+}
+
+#[test]
+fn full_var_log_and_full_run_do_not_stop_supervision() {
+    dynamod_tests::sandbox::require_privileges();
+    let sb = Sandbox::builder()
+        .service(
+            "chatty",
+            "[service]\nname = \"chatty\"\nexec = [\"/bin/sh\", \"-c\", \
+             \"while :; do echo some output that fills the log; done\"]\n",
+        )
+        .start();
+    sb.wait_log("startup complete: 9 ready, 0 blocked", BOOT_TIMEOUT);
+    // /var/log/dynamod on a tiny file system that fills at once.
+    sb.sh("mount -t tmpfs -o size=64k tmpfs /var/log/dynamod");
+    // /run full as well.
+    sb.sh("used=$(du -sk /run | cut -f1); mount -o remount,size=$((used + 256))k /run");
+    let _ = sb.exec(&[
+        "/bin/sh",
+        "-c",
+        "dd if=/dev/zero of=/run/fill bs=4k 2>/dev/null; true",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    // Supervision and the control socket still work: a killed service comes back.
+    let l = list(&sb);
+    let syslog = pid_of(&l, "syslog").unwrap();
+    sb.exec_ok(&["kill", "-9", &syslog.to_string()]);
+    wait_for("syslog restarted", TIMEOUT, || {
+        let l = list(&sb);
+        (state_of(&l, "syslog") == "running" && pid_of(&l, "syslog") != Some(syslog)).then_some(())
+    });
+    assert_eq!(state_of(&list(&sb), "chatty"), "running");
+    assert_eq!(state_of(&list(&sb), "dynamod-logd"), "running");
+    sb.sh("rm -f /run/fill");
+}
