@@ -120,6 +120,27 @@ pub fn install(destdir: &Path, opts: &InstallOptions<'_>) -> Result<Installed> {
         }
     }
 
+    // D-Bus policies of the systemd-compatible daemons (read only when dbus-daemon runs).
+    let policies = config.join("dbus-1/system.d");
+    if policies.is_dir() {
+        let rel_dir = "usr/share/dbus-1/system.d";
+        make_dir(&root, rel_dir, 0o755)?;
+        let mut files: Vec<PathBuf> = fs::read_dir(&policies)
+            .with_context(|| format!("read {}", policies.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+        files.sort();
+        for src in files {
+            let Some(name) = src.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let rel = format!("{rel_dir}/{name}");
+            install_file(&root, &rel, &src, 0o644)?;
+            done.paths.push(format!("/{rel}").into());
+        }
+    }
+
     // Runtime, log and state directories.
     for (rel, mode) in [
         ("run/dynamod", 0o755),
