@@ -687,7 +687,18 @@ impl Runtime {
         }
     }
 
+    /// SIGKILLs the service's `stop-exec` helpers still running (they share its stop timeout).
+    fn kill_helpers(&mut self, id: SvcId) {
+        for (pid, (svc, what)) in &self.helpers {
+            if *svc == id && *what == "stop-exec" {
+                // Our own unreaped child: its PID cannot have been recycled.
+                let _ = process::kill_pid(*pid, 9);
+            }
+        }
+    }
+
     fn kill(&mut self, id: SvcId) {
+        self.kill_helpers(id);
         self.signal(id, 9);
         if let Some(cg) = &self.rt[id.0].cgroup {
             crate::cgroup::kill(cg);
@@ -909,6 +920,7 @@ impl Runtime {
     }
 
     fn report_exit(&mut self, svc: SvcId, status: ExitStatus) {
+        self.kill_helpers(svc);
         if let Some(cg) = self.rt[svc.0].cgroup.take() {
             let ooms = crate::cgroup::oom_kills(&cg).unwrap_or(0);
             let new = ooms.saturating_sub(self.rt[svc.0].oom_baseline);

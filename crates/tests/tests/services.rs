@@ -460,3 +460,77 @@ fn environment_file_and_table_reach_the_service() {
     );
     s.wait_log("[e] A=from-file B=quoted value C=from-table", T);
 }
+
+#[test]
+fn stop_exec_replaces_the_stop_signal_and_shares_the_stop_timeout() {
+    let dir = dynamod_tests::TempDir::new("stopexec");
+    let marker = dir.path().join("stopped-by");
+    let s = start(
+        "stopexec",
+        &[
+            service(
+                "graceful",
+                &format!(
+                    "exec = [\"/bin/sh\", \"-c\", \"trap 'exit 0' USR1; trap '' TERM; echo up; while :; do sleep 0.1; done\"]\n[shutdown]\nstop-exec = [\"/bin/sh\", \"-c\", \"echo stop-exec > {m}; kill -USR1 $(cat {p})\"]\nstop-timeout = \"5s\"",
+                    m = marker.display(),
+                    p = dir.path().join("pid").display()
+                ),
+            ),
+            service(
+                "hangs",
+                "exec = [\"/bin/sh\", \"-c\", \"trap '' TERM; echo up; while :; do sleep 0.1; done\"]\n[shutdown]\nstop-exec = [\"sleep\", \"3720\"]\nstop-timeout = \"500ms\"",
+            ),
+        ],
+    );
+    s.wait_log("[graceful] up", T);
+    s.wait_log("[hangs] up", T);
+    let pid = status(&s, "graceful").summary.pid.unwrap();
+    std::fs::write(dir.path().join("pid"), pid.to_string()).unwrap();
+    let r = s.request(&Request::Stop {
+        names: vec!["graceful".into()],
+        no_block: false,
+    });
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        "stop-exec"
+    );
+    assert_eq!(
+        status(&s, "graceful").last_exit.map(|e| e.status),
+        Some(dynamod_proto::ExitStatus::Exited(0))
+    );
+    // A stop-exec that hangs does not outlive the stop timeout.
+    let r = s.request(&Request::Stop {
+        names: vec!["hangs".into()],
+        no_block: false,
+    });
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    wait_for("the hanging stop-exec to be gone", T, || {
+        pids_matching("sleep 3720").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn workdir_is_applied_and_a_missing_one_refuses_the_start() {
+    let dir = dynamod_tests::TempDir::new("workdir");
+    let s = start(
+        "workdir",
+        &[
+            service(
+                "here",
+                &format!(
+                    "exec = [\"/bin/sh\", \"-c\", \"pwd; exec sleep 3721\"]\nworkdir = \"{}\"",
+                    dir.path().display()
+                ),
+            ),
+            service(
+                "nowhere",
+                "exec = [\"sleep\", \"3722\"]\nworkdir = \"/no/such/dir\"\n[restart]\npolicy = \"temporary\"",
+            ),
+        ],
+    );
+    s.wait_log(&format!("[here] {}", dir.path().display()), T);
+    s.wait_log("failed to start 'nowhere'", T);
+    let line = s.wait_log("failed to start 'nowhere'", T);
+    assert!(line.contains("change directory"), "{line}");
+}
