@@ -9,29 +9,38 @@ use dynamod_proto::ShutdownKind;
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/dynamod/control.sock";
 
-/// Control dynamod's service manager.
+/// Control dynamod's service manager and read its logs.
+///
+/// dynamodctl talks to dynamod-svmgr over its control socket: it lists and inspects services,
+/// starts, stops and restarts them, reloads the configuration, shuts the system down and waits
+/// for start-up. It reads service output from dynamod-logd, validates configuration offline
+/// (check), draws the dependency graph and analyses the boot. Read commands work for every
+/// user; changes need root or the group given to svmgr with --control-group.
 #[derive(Debug, Parser)]
-#[command(name = "dynamodctl", version, about, propagate_version = true)]
-#[command(
-    after_help = "Exit status: 0 ok, 1 negative answer or failure, 2 usage, \
-3 permission denied, 4 unknown service, 5 svmgr unreachable."
-)]
+#[command(name = "dynamodctl", version, propagate_version = true)]
+#[command(after_help = EXIT_HELP)]
 pub struct Cli {
     /// The control socket of dynamod-svmgr.
     #[arg(long, global = true, value_name = "PATH", env = "DYNAMOD_SOCKET")]
     #[arg(default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Print the answer as JSON (schema in docs/operations.md).
+    /// Print the answer as JSON (schema in docs/operations.md; `logs` prints one object per
+    /// line).
     #[arg(long, global = true)]
     pub json: bool,
     /// Give up waiting for the answer after this long: 30s, 5min, 250ms, 1h or seconds
-    /// [default: none for blocking start/stop/restart, reload and shutdown; 30s otherwise].
+    /// [default: none for blocking start/stop/restart, reload, shutdown and wait; 30s
+    /// otherwise].
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit statuses, shown after `--help` and in the man page.
+pub const EXIT_HELP: &str = "Exit status: 0 ok, 1 negative answer or failure, 2 usage, \
+3 permission denied, 4 unknown service, 5 svmgr (or dynamod-logd) unreachable.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -40,7 +49,7 @@ pub enum Command {
     List,
     /// Show the supervisor tree.
     Tree,
-    /// Show the details of services.
+    /// Show the details of services, including their most recent output.
     Status {
         /// Service names.
         #[arg(required = true, value_name = "NAME")]
@@ -60,8 +69,110 @@ pub enum Command {
         #[arg(value_enum)]
         kind: Kind,
     },
+    /// Show services' stored output (from dynamod-logd), oldest first.
+    Logs(Logs),
+    /// Validate a configuration directory offline, with the same messages as svmgr.
+    Check(Check),
+    /// Print the dependency graph as Graphviz DOT (the default) or JSON.
+    Graph(Graph),
+    /// Show the boot timeline and the critical chain.
+    Analyze(Analyze),
+    /// Wait until the named services are ready, or until start-up is complete.
+    Wait {
+        /// Service names; none waits for start-up to complete.
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
     /// Exit 0 when start-up is complete and no service failed, 1 otherwise.
     IsHealthy,
+    /// Write the man pages and shell completions under PREFIX (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// Files go to PREFIX/share/man/man1, PREFIX/share/bash-completion/completions,
+        /// PREFIX/share/zsh/site-functions and PREFIX/share/fish/vendor_completions.d.
+        #[arg(value_name = "PREFIX")]
+        prefix: PathBuf,
+    },
+}
+
+/// Arguments of `logs`.
+#[derive(Debug, Args)]
+pub struct Logs {
+    /// Service names; every service, interleaved by time, when none is named.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Keep printing new lines as they are stored (across rotations) until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines [default: all; 10 with --follow].
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<u64>,
+    /// Only lines since TIME: a duration ago (10m, 2h, 30s) or a UTC date and time
+    /// (2026-12-04T16:21:28Z, "2026-12-04 16:21", 2026-12-04).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
+    /// dynamod-logd's query socket [default: logd.sock next to the control socket].
+    #[arg(long, value_name = "PATH", env = "DYNAMOD_LOGD_SOCKET")]
+    pub log_socket: Option<PathBuf>,
+}
+
+/// Arguments of `check`.
+#[derive(Debug, Args)]
+pub struct Check {
+    /// Configuration directory holding services/ and supervisors/.
+    #[arg(value_name = "DIR", default_value = DEFAULT_CONFIG_DIR)]
+    pub dir: PathBuf,
+    /// Service files from this directory instead of DIR/services.
+    #[arg(long, value_name = "DIR")]
+    pub services: Option<PathBuf>,
+    /// Supervisor files from this directory instead of DIR/supervisors.
+    #[arg(long, value_name = "DIR")]
+    pub supervisors: Option<PathBuf>,
+}
+
+/// Arguments of `graph`.
+#[derive(Debug, Args)]
+pub struct Graph {
+    /// Graphviz DOT (the default; render with `dot -Tsvg`).
+    #[arg(long, conflicts_with = "json")]
+    pub dot: bool,
+    /// Read the configuration in DIR instead of asking the running svmgr (which is otherwise
+    /// asked first, with /etc/dynamod as the fallback when it is not running).
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `analyze`.
+#[derive(Debug, Args)]
+pub struct Analyze {
+    /// End the critical chain at this service [default: the one that became ready last].
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Also draw the timeline as an SVG image into FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+/// Default configuration directory of `check` and `graph`.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/dynamod";
+
+/// When `logs --since` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This long before now.
+    Ago(Duration),
+    /// At this time, microseconds since the Unix epoch.
+    At(u64),
+}
+
+impl Since {
+    /// The start in microseconds since the Unix epoch, given the current time.
+    pub fn to_unix_us(self, now_us: u64) -> u64 {
+        match self {
+            Self::Ago(d) => now_us.saturating_sub(d.as_micros() as u64),
+            Self::At(t) => t,
+        }
+    }
 }
 
 /// Arguments of start, stop and restart.
@@ -94,6 +205,55 @@ impl From<Kind> for ShutdownKind {
             Kind::Halt => Self::Halt,
         }
     }
+}
+
+/// Parses `--since`: a duration ago, or a UTC date with an optional time (`T` or a space between
+/// them, seconds and fraction optional, a final `Z` allowed).
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(d) = parse_duration(s) {
+        return Ok(Since::Ago(d));
+    }
+    parse_utc(s).map(Since::At).ok_or_else(|| {
+        format!("`{s}` is neither a duration like 10m nor a date like 2026-12-04T16:21:28Z")
+    })
+}
+
+/// `YYYY-MM-DD[(T| )HH:MM[:SS[.ffffff]]][Z]` in UTC, as microseconds since the Unix epoch.
+fn parse_utc(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = match s.split_once(['T', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let mut d = date.split('-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    if d.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (mut h, mut m, mut sec, mut micros) = (0u64, 0u64, 0u64, 0u64);
+    if let Some(t) = time {
+        let (hms, frac) = match t.split_once('.') {
+            Some((a, b)) => (a, Some(b)),
+            None => (t, None),
+        };
+        let mut parts = hms.split(':');
+        h = parts.next()?.parse().ok()?;
+        m = parts.next()?.parse().ok()?;
+        sec = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+        if parts.next().is_some() || h > 23 || m > 59 || sec > 60 {
+            return None;
+        }
+        if let Some(f) = frac {
+            if f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            micros = format!("{f:0<6}").parse().ok()?;
+        }
+    }
+    let days = u64::try_from(crate::human::days_from_civil(year, month, day)).ok()?;
+    Some(((days * 86_400 + h * 3_600 + m * 60 + sec) * 1_000_000) + micros)
 }
 
 /// Parses `250ms`, `30s`, `5m`/`5min`, `1h`, or a bare number of seconds; zero is refused.
@@ -162,6 +322,48 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn since_takes_a_duration_or_a_utc_date() {
+        assert_eq!(parse_since("10m"), Ok(Since::Ago(Duration::from_secs(600))));
+        assert_eq!(parse_since("1970-01-02"), Ok(Since::At(86_400 * 1_000_000)));
+        assert_eq!(
+            parse_since("2026-12-04T16:21:28Z"),
+            Ok(Since::At(1_796_401_288_000_000))
+        );
+        assert_eq!(
+            parse_since("2026-12-04 16:21:28.5"),
+            Ok(Since::At(1_796_401_288_500_000))
+        );
+        assert_eq!(
+            parse_since("2026-12-04T16:21"),
+            Ok(Since::At(1_796_401_260_000_000))
+        );
+        assert!(parse_since("2026-13-01").is_err());
+        assert!(parse_since("yesterday").is_err());
+        assert!(parse_since("2026-12-04T25:00").is_err());
+        assert_eq!(
+            Since::Ago(Duration::from_secs(1)).to_unix_us(3_000_000),
+            2_000_000
+        );
+    }
+
+    #[test]
+    fn logs_take_names_and_options() {
+        let cli =
+            Cli::try_parse_from(["dynamodctl", "logs", "web", "db", "-f", "-n", "5"]).unwrap();
+        match cli.command {
+            Command::Logs(l) => {
+                assert_eq!(l.names, ["web", "db"]);
+                assert!(l.follow);
+                assert_eq!(l.lines, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["dynamodctl", "logs"]).is_ok());
+        assert!(Cli::try_parse_from(["dynamodctl", "graph", "--dot", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["dynamodctl", "wait"]).is_ok());
     }
 
     #[test]

@@ -66,6 +66,37 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// The inverse of `civil_from_days`: days since 1970-01-01 of a proleptic Gregorian date.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 in UTC with microseconds, as in the log files: `2026-12-04T16:21:28.123456Z`.
+pub fn rfc3339_us(unix_us: u64) -> String {
+    let secs = unix_us / 1_000_000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60,
+        unix_us % 1_000_000
+    )
+}
+
+/// A time offset from svmgr's start with millisecond precision: `+0.012s`, `+75.300s`.
+pub fn offset(ms: u64) -> String {
+    format!("+{}.{:03}s", ms / 1_000, ms % 1_000)
+}
+
 /// Wall-clock time in UTC: `2026-12-04 16:21:28 UTC`.
 pub fn utc(unix_ms: u64) -> String {
     let secs = unix_ms / 1_000;
@@ -224,6 +255,25 @@ mod tests {
         assert_eq!(utc(1_796_401_288_999), "2026-12-04 16:21:28 UTC");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(4_107_542_400_000), "2100-03-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for days in [-719_468, -1, 0, 1, 10_957, 11_016, 20_426, 47_541] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_has_microseconds_and_offsets_milliseconds() {
+        assert_eq!(
+            rfc3339_us(1_796_401_288_123_456),
+            "2026-12-04T16:21:28.123456Z"
+        );
+        assert_eq!(rfc3339_us(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(offset(12), "+0.012s");
+        assert_eq!(offset(75_300), "+75.300s");
     }
 
     #[test]

@@ -139,6 +139,10 @@ pub struct Detail<'a> {
     pub recent_logs: &'a [String],
     /// Lines dropped because the log buffer overflowed.
     pub log_dropped: u64,
+    /// When the current process was spawned, milliseconds after svmgr started.
+    pub spawned_ms: Option<u64>,
+    /// When it became ready (a oneshot: completed), milliseconds after svmgr started.
+    pub ready_ms: Option<u64>,
 }
 
 /// Restart policy and history in `status --json`.
@@ -244,6 +248,8 @@ pub fn status(details: &[ServiceDetail]) -> Status<'_> {
             }),
             recent_logs: &d.recent_logs,
             log_dropped: d.log_dropped,
+            spawned_ms: d.spawned_ms,
+            ready_ms: d.ready_ms,
         })
         .collect();
     Status { services }
@@ -382,6 +388,8 @@ mod tests {
             requires: vec!["b".into()],
             wants: vec![],
             after: vec![],
+            spawned_ms: Some(3),
+            ready_ms: None,
         };
         let v = serde_json::to_value(status(std::slice::from_ref(&d))).unwrap();
         assert_eq!(
@@ -394,7 +402,8 @@ mod tests {
                 "last_exit": {"how": "killed", "code": null, "signal": 9, "signal_name": "SIGKILL",
                               "shell_code": 137, "at_unix_ms": 7},
                 "dependencies": {"requires": ["b"], "wants": [], "after": []},
-                "cgroup": null, "usage": null, "recent_logs": ["x"], "log_dropped": 1
+                "cgroup": null, "usage": null, "recent_logs": ["x"], "log_dropped": 1,
+                "spawned_ms": 3, "ready_ms": null
             }]})
         );
     }

@@ -6,24 +6,34 @@
 //! * [`json`]: `--json` output shapes.
 //! * [`human`]: durations, sizes, dates and exit statuses as text.
 //! * [`exit`]: the exit statuses.
+//! * [`check`], [`graph`], [`analyze`], [`wait`], [`logs`]: the commands that do more than one
+//!   request and print its answer.
+//! * [`generate`]: man pages and shell completions from the clap definitions.
 //!
 //! [`main`] wires them: parse, connect, ask, print, exit. Errors are printed once, as
 //! `dynamodctl: <what>: <cause>`; a closed stdout (`dynamodctl list | head -1`) ends quietly.
 
+pub mod analyze;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod exit;
+pub mod generate;
+pub mod graph;
 pub mod human;
 pub mod json;
+pub mod logs;
 pub mod render;
+pub mod wait;
 
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
-use dynamod_proto::{Request, Response};
+use dynamod_proto::{LogQuery, Request, Response, ServiceDetail};
 
 use crate::cli::{Cli, Command};
 use crate::client::{Client, ClientError};
@@ -69,7 +79,11 @@ pub fn main() -> ExitCode {
     };
     let colour =
         io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    match execute(&cli, colour) {
+    let result = match &cli.command {
+        Command::Logs(args) => run_logs(&cli, args, colour),
+        _ => execute(&cli, colour),
+    };
+    match result {
         Ok(outcome) => {
             if let Err(e) = write_stdout(&outcome.text) {
                 return write_failure(&e).unwrap_or(outcome.exit).into();
@@ -77,14 +91,54 @@ pub fn main() -> ExitCode {
             outcome.exit.into()
         }
         Err(e) => {
-            let exit = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<ClientError>())
-                .map_or(Exit::Negative, ClientError::exit);
             let _ = writeln!(io::stderr().lock(), "dynamodctl: {e:#}");
-            exit.into()
+            exit_for(&e).into()
         }
     }
+}
+
+/// The exit status for a failure: the first error in the chain that knows its class.
+pub fn exit_for(e: &anyhow::Error) -> Exit {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<ClientError>() {
+            return c.exit();
+        }
+        if let Some(l) = cause.downcast_ref::<logs::LogsError>() {
+            return l.exit();
+        }
+        if let Some(analyze::AnalyzeError::Unknown(_)) = cause.downcast_ref() {
+            return Exit::UnknownService;
+        }
+    }
+    Exit::Negative
+}
+
+/// `logs`: streams straight to stdout, so a follow prints lines as they come.
+fn run_logs(cli: &Cli, args: &cli::Logs, colour: bool) -> anyhow::Result<Outcome> {
+    let socket = logs::socket_path(args.log_socket.as_deref(), &cli.socket);
+    let lines = match (args.lines, args.follow) {
+        (Some(n), _) => Some(n),
+        (None, true) => Some(logs::FOLLOW_DEFAULT_LINES),
+        (None, false) => None,
+    };
+    let query = LogQuery {
+        services: args.names.clone(),
+        lines,
+        since_us: args.since.map(|s| s.to_unix_us(now_unix_ms() * 1_000)),
+        follow: args.follow,
+    };
+    let fmt = logs::Format {
+        json: cli.json,
+        colour,
+    };
+    let what = if args.names.is_empty() {
+        "logs".to_owned()
+    } else {
+        format!("logs {}", args.names.join(" "))
+    };
+    let mut out = io::stdout().lock();
+    logs::run(&socket, &query, fmt, &mut out).context(what)?;
+    Ok(Outcome::ok(String::new()))
 }
 
 fn write_stdout(text: &str) -> io::Result<()> {
@@ -108,10 +162,23 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Runs one command against svmgr.
+/// Runs one command (every one but `logs`, which streams) and returns what to print.
 pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
-    let mut client = Client::connect(&cli.socket, CONNECT_TIMEOUT)?;
     let quick = Some(cli.timeout.unwrap_or(QUICK_TIMEOUT));
+    match &cli.command {
+        Command::Check(args) => return run_check(cli, args, colour),
+        Command::Generate { prefix } => {
+            let files = generate::install(prefix)
+                .with_context(|| format!("generate {}", prefix.display()))?;
+            let text: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+            return Ok(Outcome::ok(text));
+        }
+        Command::Graph(args) => return run_graph(cli, args, quick),
+        Command::Wait { names } => return run_wait(cli, names),
+        Command::Logs(args) => return run_logs(cli, args, colour),
+        _ => {}
+    }
+    let mut client = Client::connect(&cli.socket, CONNECT_TIMEOUT)?;
     match &cli.command {
         Command::List => {
             let list = match client.request(&Request::List, quick).context("list")? {
@@ -212,6 +279,39 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
                 .context("reload");
             done(cli, "reload", answer)
         }
+        Command::Analyze(args) => {
+            let sys = match client
+                .request(&Request::SystemState, quick)
+                .context("analyze")?
+            {
+                Response::SystemState(s) => s,
+                other => return unexpected("analyze", &other),
+            };
+            let details = all_details(&mut client, quick).context("analyze")?;
+            let a = analyze::analyze(
+                &details,
+                sys.uptime_ms,
+                sys.startup_complete,
+                now_unix_ms(),
+                args.name.as_deref(),
+            )
+            .context("analyze")?;
+            if let Some(path) = &args.svg {
+                std::fs::write(path, analyze::svg(&a))
+                    .with_context(|| format!("analyze: cannot write {}", path.display()))?;
+            }
+            let text = if cli.json {
+                json::to_text(&a)?
+            } else {
+                analyze::render(&a)
+            };
+            Ok(Outcome::ok(text))
+        }
+        Command::Logs(_)
+        | Command::Check(_)
+        | Command::Generate { .. }
+        | Command::Graph(_)
+        | Command::Wait { .. } => unreachable_command(),
         Command::Shutdown { kind } => {
             let kind = dynamod_proto::ShutdownKind::from(*kind);
             let what = format!("shutdown {}", kind.as_str());
@@ -227,6 +327,91 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
                 answer => done(cli, &what, answer.context(what.clone())),
             }
         }
+    }
+}
+
+/// The commands handled before connecting never get here.
+fn unreachable_command() -> anyhow::Result<Outcome> {
+    Err(anyhow::anyhow!("internal error: command dispatched twice"))
+}
+
+/// `Status` of every service (an empty name list asks for all of them).
+fn all_details(
+    client: &mut Client,
+    timeout: Option<Duration>,
+) -> Result<Vec<ServiceDetail>, ClientError> {
+    match client.request(&Request::Status { names: Vec::new() }, timeout)? {
+        Response::Status(d) => Ok(d),
+        other => Err(ClientError::Unexpected(format!(
+            "a {} answer",
+            client::variant(&other)
+        ))),
+    }
+}
+
+fn run_check(cli: &Cli, args: &cli::Check, colour: bool) -> anyhow::Result<Outcome> {
+    let services = args
+        .services
+        .clone()
+        .unwrap_or_else(|| args.dir.join("services"));
+    let supervisors = args
+        .supervisors
+        .clone()
+        .unwrap_or_else(|| args.dir.join("supervisors"));
+    let config = check::load(&services, &supervisors);
+    let ok = check::Tally::of(&config).ok();
+    let text = if cli.json {
+        json::to_text(&check::report(&config))?
+    } else {
+        check::render(&config, colour)
+    };
+    Ok(Outcome {
+        text,
+        exit: if ok { Exit::Ok } else { Exit::Negative },
+    })
+}
+
+fn run_graph(cli: &Cli, args: &cli::Graph, quick: Option<Duration>) -> anyhow::Result<Outcome> {
+    let from_dir = |dir: &Path| {
+        let config = dynamod_config::load_root(dir);
+        graph::from_config(&config, &dir.display().to_string())
+    };
+    let g = match &args.config {
+        Some(dir) => from_dir(dir),
+        None => match Client::connect(&cli.socket, CONNECT_TIMEOUT) {
+            Ok(mut client) => {
+                graph::from_details(&all_details(&mut client, quick).context("graph")?)
+            }
+            // Not running: the installed configuration is what would run.
+            Err(e) if e.exit() == Exit::Unreachable => from_dir(Path::new(cli::DEFAULT_CONFIG_DIR)),
+            Err(e) => return Err(e).context("graph"),
+        },
+    };
+    let text = if cli.json {
+        json::to_text(&g)?
+    } else {
+        graph::to_dot(&g)
+    };
+    Ok(Outcome::ok(text))
+}
+
+fn run_wait(cli: &Cli, names: &[String]) -> anyhow::Result<Outcome> {
+    let what = if names.is_empty() {
+        "wait".to_owned()
+    } else {
+        format!("wait {}", names.join(" "))
+    };
+    let (report, failure) = wait::run(&cli.socket, names, cli.timeout).context(what.clone())?;
+    if cli.json {
+        let exit = if report.ok { Exit::Ok } else { Exit::Negative };
+        return Ok(Outcome {
+            text: json::to_text(&report)?,
+            exit,
+        });
+    }
+    match failure {
+        None => Ok(Outcome::ok(wait::render_ok(&report))),
+        Some(e) => Err(e).context(what),
     }
 }
 

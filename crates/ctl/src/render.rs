@@ -645,6 +645,8 @@ root [one-for-one]
             requires: vec!["network".into()],
             wants: vec!["syslog".into()],
             after: vec!["bootmisc".into(), "network".into()],
+            spawned_ms: Some(20),
+            ready_ms: Some(21),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Command line and environment.
 //!
-//! logd is small enough that a hand-written parser is shorter than pulling in clap: four options,
-//! each `--name VALUE` or `--name=VALUE`, flags overriding the environment.
+//! logd is small enough that a hand-written parser is shorter than pulling in clap: a handful of
+//! options, each `--name VALUE` or `--name=VALUE`, flags overriding the environment.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -18,20 +18,34 @@ pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_FILES: u32 = 5;
 /// Default bound of each service's in-memory queue while the disk fails (1 MiB).
 pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
+/// Default configuration directory (per-service `[log]` settings).
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/dynamod";
+/// Default size of each service's in-memory ring of recent records (64 KiB: a few hundred
+/// lines, enough for `logs -f` to start from; 100 chatty services cost about 6 MiB).
+pub const DEFAULT_RING_BYTES: u64 = 64 * 1024;
 
 /// Usage text for `--help`.
 pub const USAGE: &str = "\
-usage: dynamod-logd [--socket PATH] [--dir DIR] [--max-size SIZE] [--max-files N]
+usage: dynamod-logd [--socket PATH] [--query-socket PATH] [--dir DIR] [--config-dir DIR]
+                    [--max-size SIZE] [--max-files N] [--ring-size SIZE]
 
-Stores every service's output in DIR/<service>.log, as sent by dynamod-svmgr.
+Stores every service's output in DIR/<service>.log, as sent by dynamod-svmgr, and answers
+`dynamodctl logs` on the query socket.
 
 options:
-  --socket PATH    svmgr's log socket (env DYNAMOD_LOG_SOCKET; default /run/dynamod/log.sock)
-  --dir DIR        log directory (env DYNAMOD_LOG_DIR; default /var/log/dynamod)
-  --max-size SIZE  rotate a file before it grows past SIZE: bytes or 512K, 10M, 1G (default 10M)
-  --max-files N    rotated files kept per service, <service>.log.1 to .N (default 5)
-  --help           print this text
-  --version        print the version
+  --socket PATH        svmgr's log socket (env DYNAMOD_LOG_SOCKET; default /run/dynamod/log.sock)
+  --query-socket PATH  where queries are answered (env DYNAMOD_LOGD_QUERY_SOCKET; default
+                       logd.sock in the directory of the log socket)
+  --dir DIR            log directory (env DYNAMOD_LOG_DIR; default /var/log/dynamod)
+  --config-dir DIR     dynamod configuration with services/ and supervisors/, read for each
+                       service's [log] max-size and max-files (default /etc/dynamod; `none`
+                       to ignore it); read again on SIGHUP
+  --max-size SIZE      rotate a file before it grows past SIZE: bytes or 512K, 10M, 1G
+                       (default 10M)
+  --max-files N        rotated files kept per service, <service>.log.1 to .N (default 5)
+  --ring-size SIZE     recent output kept in memory per service for queries (default 64K)
+  --help               print this text
+  --version            print the version
 ";
 
 /// A command line that cannot be used.
@@ -60,6 +74,12 @@ pub enum ArgsError {
 pub struct Options {
     /// svmgr's log socket.
     pub socket: PathBuf,
+    /// Where queries are answered.
+    pub query_socket: PathBuf,
+    /// Configuration directory for per-service `[log]` settings (`None`: ignore).
+    pub config_dir: Option<PathBuf>,
+    /// Bound of each service's ring of recent records, in bytes.
+    pub ring_bytes: usize,
     /// File storage.
     pub store: StoreConfig,
 }
@@ -95,7 +115,10 @@ pub fn parse(
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Command, ArgsError> {
     let mut socket = env("DYNAMOD_LOG_SOCKET").map(PathBuf::from);
+    let mut query_socket = env("DYNAMOD_LOGD_QUERY_SOCKET").map(PathBuf::from);
     let mut dir = env("DYNAMOD_LOG_DIR").map(PathBuf::from);
+    let mut config_dir = Some(PathBuf::from(DEFAULT_CONFIG_DIR));
+    let mut ring_bytes = DEFAULT_RING_BYTES;
     let mut max_size = DEFAULT_MAX_SIZE;
     let mut max_files = DEFAULT_MAX_FILES;
     let mut args = args.into_iter();
@@ -109,7 +132,10 @@ pub fn parse(
             "--help" | "-h" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),
             "--socket" => "--socket",
+            "--query-socket" => "--query-socket",
             "--dir" => "--dir",
+            "--config-dir" => "--config-dir",
+            "--ring-size" => "--ring-size",
             "--max-size" => "--max-size",
             "--max-files" => "--max-files",
             _ => return Err(ArgsError::Unknown(arg)),
@@ -125,7 +151,15 @@ pub fn parse(
         };
         match option {
             "--socket" => socket = Some(PathBuf::from(value)),
+            "--query-socket" => query_socket = Some(PathBuf::from(value)),
             "--dir" => dir = Some(PathBuf::from(value)),
+            "--config-dir" if text == "none" => config_dir = None,
+            "--config-dir" => config_dir = Some(PathBuf::from(value)),
+            "--ring-size" => {
+                ring_bytes = parse_size(&text)
+                    .filter(|&n| n > 0 && n <= 1 << 30)
+                    .ok_or_else(|| bad("a positive size up to 1G like 64K"))?;
+            }
             "--max-size" => {
                 max_size = parse_size(&text)
                     .filter(|&n| n > 0)
@@ -134,8 +168,18 @@ pub fn parse(
             _ => max_files = text.parse().map_err(|_| bad("a whole number"))?,
         }
     }
+    let socket = socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let query_socket = query_socket.unwrap_or_else(|| {
+        socket
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("/"))
+            .join("logd.sock")
+    });
     Ok(Command::Run(Options {
-        socket: socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        socket,
+        query_socket,
+        config_dir,
+        ring_bytes: ring_bytes as usize,
         store: StoreConfig {
             dir: dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
             max_size,
@@ -169,6 +213,9 @@ mod tests {
     fn defaults_are_the_installed_paths() {
         let o = run(&[], &[]).unwrap();
         assert_eq!(o.socket, PathBuf::from("/run/dynamod/log.sock"));
+        assert_eq!(o.query_socket, PathBuf::from("/run/dynamod/logd.sock"));
+        assert_eq!(o.config_dir, Some(PathBuf::from("/etc/dynamod")));
+        assert_eq!(o.ring_bytes, 64 * 1024);
         assert_eq!(o.store.dir, PathBuf::from("/var/log/dynamod"));
         assert_eq!(o.store.max_size, 10 * 1024 * 1024);
         assert_eq!(o.store.max_files, 5);
@@ -190,6 +237,16 @@ mod tests {
             (o.socket.to_str(), o.store.dir.to_str()),
             (Some("/f/sock"), Some("/f/dir"))
         );
+    }
+
+    #[test]
+    fn the_query_socket_follows_the_log_socket_unless_given() {
+        let o = run(&["--socket", "/x/log.sock"], &[]).unwrap();
+        assert_eq!(o.query_socket, PathBuf::from("/x/logd.sock"));
+        let o = run(&["--socket", "/x/log.sock", "--query-socket=/q.sock"], &[]).unwrap();
+        assert_eq!(o.query_socket, PathBuf::from("/q.sock"));
+        let o = run(&["--config-dir", "none", "--ring-size", "1M"], &[]).unwrap();
+        assert_eq!((o.config_dir, o.ring_bytes), (None, 1 << 20));
     }
 
     #[test]

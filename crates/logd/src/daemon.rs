@@ -1,13 +1,18 @@
 //! The connection to svmgr and the event loop.
 //!
-//! One thread, one `poll(2)` over the svmgr socket and a signalfd. SIGTERM and SIGINT end the
-//! process with status 0 (records not yet written are unacknowledged, so svmgr keeps them);
-//! SIGHUP closes the files so the next record reopens them. When the socket is missing or closes,
-//! logd reconnects with a backoff of 100 ms doubling to 2 s.
+//! The main thread stores: one `poll(2)` over the svmgr socket and a signalfd. SIGTERM and
+//! SIGINT end the process with status 0 (records not yet written are unacknowledged, so svmgr
+//! keeps them); SIGHUP closes the files so the next record reopens them, and reads the
+//! configuration's `[log]` sections again. When the socket is missing or closes, logd
+//! reconnects with a backoff of 100 ms doubling to 2 s. Queries are answered by the threads of
+//! [`crate::query`], which share only the rings with this one.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dynamod_proto::{FrameDecoder, Hello, LogMsg, PROTOCOL_VERSION, ProtoError};
@@ -17,7 +22,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::args::Options;
-use crate::store::Store;
+use crate::query::{self, Shared};
+use crate::ring::Rings;
+use crate::store::{Limits, Store};
 
 /// First reconnect delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -90,8 +97,29 @@ fn chain(e: &dyn std::error::Error) -> String {
 struct Daemon {
     opts: Options,
     store: Store,
+    shared: Arc<Shared>,
     signals: SignalFd,
     last_retry: Instant,
+}
+
+/// Each service's `[log]` settings and every service name, from the configuration directory.
+pub fn load_config(dir: &Path) -> (BTreeMap<String, Limits>, BTreeSet<String>) {
+    let config = dynamod_config::load_root(dir);
+    let mut names: BTreeSet<String> = config.invalid.iter().map(|i| i.name.clone()).collect();
+    let mut limits = BTreeMap::new();
+    for s in &config.services {
+        names.insert(s.name.clone());
+        if s.log.max_size.is_some() || s.log.max_files.is_some() {
+            limits.insert(
+                s.name.clone(),
+                Limits {
+                    max_size: s.log.max_size,
+                    max_files: s.log.max_files,
+                },
+            );
+        }
+    }
+    (limits, names)
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -103,17 +131,43 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     mask.thread_block().map_err(DaemonError::Signals)?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(DaemonError::Signals)?;
-    let store = Store::new(opts.store.clone());
+    let rings = Arc::new(Rings::new(opts.ring_bytes));
+    let mut store = Store::new(opts.store.clone());
+    store.attach_ring(Arc::clone(&rings));
+    let shared = Arc::new(Shared::new(opts.store.dir.clone(), rings));
+    // Storing matters more than answering: without the query socket logd still runs.
+    match query::bind(&opts.query_socket) {
+        Ok(listener) => {
+            if let Err(e) = query::spawn(listener, Arc::clone(&shared)) {
+                say(&format!(
+                    "cannot start the query thread: {e}; `dynamodctl logs` will not work"
+                ));
+            }
+        }
+        Err(e) => say(&format!("{}; `dynamodctl logs` will not work", chain(&e))),
+    }
     let mut daemon = Daemon {
         opts,
         store,
+        shared,
         signals,
         last_retry: Instant::now(),
     };
+    daemon.reload_config();
     daemon.main_loop()
 }
 
 impl Daemon {
+    /// Reads the per-service `[log]` settings and the service names again.
+    fn reload_config(&mut self) {
+        let Some(dir) = &self.opts.config_dir else {
+            return;
+        };
+        let (limits, names) = load_config(dir);
+        self.store.set_limits(limits);
+        self.shared.set_configured(names);
+    }
+
     fn main_loop(&mut self) -> Result<(), DaemonError> {
         let mut backoff = BACKOFF_MIN;
         let mut outage_reported = false;
@@ -181,7 +235,10 @@ impl Daemon {
         let mut stop = false;
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGHUP) => self.store.reopen(),
+                Ok(Signal::SIGHUP) => {
+                    self.store.reopen();
+                    self.reload_config();
+                }
                 _ => stop = true,
             }
         }

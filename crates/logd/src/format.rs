@@ -90,7 +90,31 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Appends `n` as exactly `width` decimal digits (the caller keeps `n` below `10^width`).
+fn push_digits(mut n: u64, width: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(n: u64, out: &mut Vec<u8>) {
+    let mut digits = 1;
+    let mut rest = n / 10;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    push_digits(n, digits, out);
+}
+
 /// Appends the RFC 3339 UTC timestamp of `time_us` (microseconds since the epoch).
+///
+/// Written digit by digit: this runs for every stored line, and `format!` made it the most
+/// expensive step of storing one.
 pub fn push_timestamp(time_us: u64, out: &mut Vec<u8>) {
     let secs = time_us / 1_000_000;
     let micros = time_us % 1_000_000;
@@ -98,13 +122,24 @@ pub fn push_timestamp(time_us: u64, out: &mut Vec<u8>) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, mo, d) = civil_from_days(days);
-    let text = format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3_600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    out.extend_from_slice(text.as_bytes());
+    match u64::try_from(y) {
+        Ok(y) if y > 9_999 => push_decimal(y, out),
+        Ok(y) => push_digits(y, 4, out),
+        Err(_) => out.extend_from_slice(b"0000"),
+    }
+    out.push(b'-');
+    push_digits(u64::from(mo), 2, out);
+    out.push(b'-');
+    push_digits(u64::from(d), 2, out);
+    out.push(b'T');
+    push_digits(rem / 3_600, 2, out);
+    out.push(b':');
+    push_digits(rem / 60 % 60, 2, out);
+    out.push(b':');
+    push_digits(rem % 60, 2, out);
+    out.push(b'.');
+    push_digits(micros, 6, out);
+    out.push(b'Z');
 }
 
 /// The RFC 3339 UTC timestamp of `time_us` as a string.
@@ -172,8 +207,19 @@ fn printable_char_len(bytes: &[u8]) -> Option<usize> {
 /// Appends `text` with backslashes, control bytes and invalid UTF-8 escaped (see the module docs).
 pub fn escape_into(text: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(text.len());
     let mut i = 0;
     while i < text.len() {
+        // Fast path: a run of plain printable ASCII is copied as it is.
+        let run = text[i..]
+            .iter()
+            .position(|&b| !(0x20..=0x7e).contains(&b) || b == b'\\')
+            .unwrap_or(text.len() - i);
+        if run > 0 {
+            out.extend_from_slice(&text[i..i + run]);
+            i += run;
+            continue;
+        }
         let b = text[i];
         if b == b'\\' {
             out.extend_from_slice(b"\\\\");
@@ -241,7 +287,16 @@ pub fn format_line(rec: &LogRecord, out: &mut Vec<u8>) {
         Stream::Out => "out",
         Stream::Err => "err",
     };
-    out.extend_from_slice(format!(" {stream} {} {} ", rec.pid, rec.seq).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(stream.as_bytes());
+    out.push(b' ');
+    if rec.pid < 0 {
+        out.push(b'-');
+    }
+    push_decimal(u64::from(rec.pid.unsigned_abs()), out);
+    out.push(b' ');
+    push_decimal(rec.seq, out);
+    out.push(b' ');
     escape_into(&rec.line, out);
     if rec.partial {
         out.extend_from_slice(b" \\");

@@ -10,13 +10,19 @@
 //! the file at start-up, which is why every stored line carries it.
 //!
 //! * [`format`](mod@format): the line format (timestamp, escaping, partial marker) and its parser.
-//! * [`store`]: files, rotation, sequence recovery, the hold queue for a failing disk, acks.
-//! * [`daemon`]: the socket, signals and the event loop.
+//! * [`store`]: files, rotation (global and per-service limits), sequence recovery, the hold
+//!   queue for a failing disk, acks.
+//! * [`ring`]: each service's recent records in memory, shared with the query threads.
+//! * [`query`]: the query socket (`logd.sock`) answering `dynamodctl logs`, with follow.
+//! * [`daemon`]: the svmgr socket, signals and the storing loop.
 //! * [`args`]: command line and environment.
 //!
-//! Synchronous and single-threaded: the work is a read, a format and a write per batch.
+//! Storing is synchronous on the main thread (a read, a format and a write per batch); each
+//! query runs on a thread of its own, so a slow reader never delays storing.
 
 pub mod args;
 pub mod daemon;
 pub mod format;
+pub mod query;
+pub mod ring;
 pub mod store;

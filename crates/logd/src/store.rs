@@ -18,10 +18,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use dynamod_proto::LogRecord;
 
 use crate::format;
+use crate::ring::Rings;
 
 /// Bytes counted per queued record on top of its text, for the queue bound.
 const RECORD_OVERHEAD: usize = 64;
@@ -99,6 +101,68 @@ pub struct StoreConfig {
     pub queue_bytes: usize,
 }
 
+/// A service's own rotation settings (its `[log]` section); `None` keeps the global default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `max-size`.
+    pub max_size: Option<u64>,
+    /// `max-files`.
+    pub max_files: Option<u32>,
+}
+
+/// The service name a file stem stands for: the inverse of [`file_stem`] (`%XX` decoded).
+pub fn service_of_stem(stem: &str) -> String {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'%', None) if stem == "%" => i += 1,
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `<dir>/<stem>.log` and its rotations that exist, oldest first (`.N` … `.1`, then the
+/// current file).
+pub fn files_of(dir: &Path, service: &str) -> Vec<PathBuf> {
+    let current = dir.join(format!("{}.log", file_stem(service)));
+    let mut rotated = Vec::new();
+    // Rotation keeps the numbers contiguous, except for a moment while it shifts them (one
+    // number is free between two renames): so only two missing in a row end the list. The
+    // bound only guards against a hand-made mess.
+    let mut missing = 0;
+    for n in 1..=1000 {
+        let p = numbered(&current, n);
+        if p.exists() {
+            missing = 0;
+            rotated.push(p);
+        } else {
+            missing += 1;
+            if missing == 2 {
+                break;
+            }
+        }
+    }
+    rotated.reverse();
+    if current.exists() {
+        rotated.push(current);
+    }
+    rotated
+}
+
 /// The file name (without `.log`) used for a service name.
 ///
 /// svmgr only accepts names made of `[a-z0-9._@-]`, but logd does not trust the wire: any other
@@ -136,6 +200,10 @@ pub fn file_stem(service: &str) -> String {
 struct ServiceLog {
     name: String,
     path: PathBuf,
+    /// Rotate before the file grows past this.
+    max_size: u64,
+    /// Rotated files kept.
+    max_files: u32,
     file: Option<File>,
     /// Bytes in the current file (valid while `file` is open).
     size: u64,
@@ -161,10 +229,12 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
 }
 
 impl ServiceLog {
-    fn new(name: &str, dir: &Path) -> Self {
+    fn new(name: &str, cfg: &StoreConfig, limits: Limits) -> Self {
         Self {
             name: name.to_owned(),
-            path: dir.join(format!("{}.log", file_stem(name))),
+            path: cfg.dir.join(format!("{}.log", file_stem(name))),
+            max_size: limits.max_size.unwrap_or(cfg.max_size).max(1),
+            max_files: limits.max_files.unwrap_or(cfg.max_files),
             file: None,
             size: 0,
             last_seq: None,
@@ -255,7 +325,7 @@ impl ServiceLog {
     /// into a free or expendable name), then opens a fresh file.
     fn rotate(&mut self, cfg: &StoreConfig) -> Result<(), StoreError> {
         self.file = None;
-        if cfg.max_files == 0 {
+        if self.max_files == 0 {
             match std::fs::remove_file(&self.path) {
                 Err(source) if source.kind() != io::ErrorKind::NotFound => {
                     return Err(StoreError::Write {
@@ -266,7 +336,7 @@ impl ServiceLog {
                 _ => {}
             }
         } else {
-            for n in (1..cfg.max_files).rev() {
+            for n in (1..self.max_files).rev() {
                 rename_if_present(&numbered(&self.path, n), &numbered(&self.path, n + 1))?;
             }
             rename_if_present(&self.path, &numbered(&self.path, 1))?;
@@ -294,7 +364,7 @@ impl ServiceLog {
             format::format_line(rec, &mut buf);
             let seq = rec.seq;
             let before = self.size + start as u64;
-            if before + (buf.len() - start) as u64 > cfg.max_size && before > 0 {
+            if before + (buf.len() - start) as u64 > self.max_size && before > 0 {
                 let line = buf.split_off(start);
                 self.write(&buf)?;
                 self.commit(in_buf, buf_last, &mut written);
@@ -396,6 +466,10 @@ fn previous_file_seq(path: &Path) -> io::Result<Option<u64>> {
 pub struct Store {
     cfg: StoreConfig,
     services: BTreeMap<String, ServiceLog>,
+    /// Per-service rotation settings from the configuration.
+    limits: BTreeMap<String, Limits>,
+    /// Where accepted records are also kept for queries.
+    ring: Option<Arc<Rings>>,
     /// Highest sequence number received on this connection (or the last ack after a reconnect).
     highest_seen: u64,
     /// The last acknowledgement handed out.
@@ -411,6 +485,8 @@ impl Store {
         Self {
             cfg,
             services: BTreeMap::new(),
+            limits: BTreeMap::new(),
+            ring: None,
             highest_seen: 0,
             acked: 0,
             degraded: false,
@@ -418,16 +494,38 @@ impl Store {
         }
     }
 
+    /// Also keeps every accepted record in `ring`, for queries.
+    pub fn attach_ring(&mut self, ring: Arc<Rings>) {
+        self.ring = Some(ring);
+    }
+
+    /// Sets each service's own rotation settings (from its `[log]` section); services not in
+    /// `limits` use the global ones. Applies from the next rotation on.
+    pub fn set_limits(&mut self, limits: BTreeMap<String, Limits>) {
+        for (name, svc) in &mut self.services {
+            let l = limits.get(name).copied().unwrap_or_default();
+            svc.max_size = l.max_size.unwrap_or(self.cfg.max_size).max(1);
+            svc.max_files = l.max_files.unwrap_or(self.cfg.max_files);
+        }
+        self.limits = limits;
+    }
+
     /// Takes records in svmgr's order and writes them, unless the disk is failing.
     pub fn accept(&mut self, records: Vec<LogRecord>) {
         let mut touched = Vec::new();
+        let mut kept = Vec::new();
         for rec in records {
             self.highest_seen = self.highest_seen.max(rec.seq);
-            let svc = self
-                .services
-                .entry(rec.service.clone())
-                .or_insert_with(|| ServiceLog::new(&rec.service, &self.cfg.dir));
-            if !touched.contains(&rec.service) {
+            if !self.services.contains_key(&rec.service) {
+                let l = self.limits.get(&rec.service).copied().unwrap_or_default();
+                let log = ServiceLog::new(&rec.service, &self.cfg, l);
+                self.services.insert(rec.service.clone(), log);
+            }
+            let Some(svc) = self.services.get_mut(&rec.service) else {
+                continue;
+            };
+            // Batches come mostly in runs of one service: compare with the last one first.
+            if touched.last() != Some(&rec.service) && !touched.contains(&rec.service) {
                 touched.push(rec.service.clone());
             }
             if svc.refused_from.is_some() || svc.newest_known().is_some_and(|n| rec.seq <= n) {
@@ -452,6 +550,9 @@ impl Store {
                 continue;
             }
             svc.queue_bytes += cost(&rec);
+            if self.ring.is_some() {
+                kept.push(rec.clone());
+            }
             svc.queue.push_back(rec);
         }
         for name in touched {
@@ -459,6 +560,11 @@ impl Store {
                 let result = svc.flush(&self.cfg);
                 note_flush(&mut self.notices, &mut self.degraded, svc, result);
             }
+        }
+        // Into the ring only once written (or held): a record a follower finds evicted from the
+        // ring is then surely in the file (see `query`).
+        if let Some(ring) = &self.ring {
+            ring.push(&kept);
         }
         self.note_recovery();
     }
@@ -712,6 +818,58 @@ mod tests {
         assert_eq!(texts(&numbered(&log, 2)), ["short"]);
         assert_eq!(texts(&numbered(&log, 1)), ["x".repeat(100)]);
         assert_eq!(texts(&log), ["end"]);
+    }
+
+    #[test]
+    fn a_services_own_limits_override_the_global_ones() {
+        let tmp = TempDir::new();
+        let mut c = cfg(&tmp.0);
+        c.max_size = 1 << 20;
+        let mut store = Store::new(c);
+        store.accept(vec![rec("s", 1, "before-limits")]);
+        let mut limits = BTreeMap::new();
+        limits.insert(
+            "s".to_owned(),
+            Limits {
+                max_size: Some(60),
+                max_files: Some(1),
+            },
+        );
+        store.set_limits(limits);
+        for seq in 2..=5 {
+            store.accept(vec![rec("s", seq, &format!("line-{seq:05}"))]);
+            store.accept(vec![rec("other", seq + 100, &format!("o-{seq:05}"))]);
+        }
+        let log = tmp.0.join("logs/s.log");
+        assert_eq!(texts(&log), ["line-00005"]);
+        assert_eq!(texts(&numbered(&log, 1)), ["line-00004"]);
+        assert!(!numbered(&log, 2).exists(), "max-files 1");
+        assert_eq!(
+            texts(&tmp.0.join("logs/other.log")).len(),
+            4,
+            "global limits"
+        );
+    }
+
+    #[test]
+    fn file_stems_decode_back_to_service_names() {
+        for name in ["getty@tty1", "../etc/passwd", "a%b", ".hidden", "x y", ""] {
+            assert_eq!(service_of_stem(&file_stem(name)), name, "{name}");
+        }
+        let tmp = TempDir::new();
+        let mut store = Store::new(cfg(&tmp.0));
+        store.accept(vec![rec("a", 1, "x")]);
+        let dir = tmp.0.join("logs");
+        assert_eq!(files_of(&dir, "a"), [dir.join("a.log")]);
+        std::fs::write(dir.join("a.log.1"), b"").unwrap();
+        std::fs::write(dir.join("a.log.3"), b"").unwrap();
+        std::fs::write(dir.join("a.log.6"), b"").unwrap();
+        assert_eq!(
+            files_of(&dir, "a"),
+            [dir.join("a.log.3"), dir.join("a.log.1"), dir.join("a.log")],
+            "one free number is a rotation in progress; two end the list"
+        );
+        assert!(files_of(&dir, "none").is_empty());
     }
 
     #[test]
