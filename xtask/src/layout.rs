@@ -99,6 +99,16 @@ pub fn install(destdir: &Path, opts: &InstallOptions<'_>) -> Result<Installed> {
         0o755,
     )?;
     done.paths.push("/usr/bin/dynamodctl".into());
+    // Man pages and shell completions, generated from dynamodctl's own clap definitions.
+    let status = std::process::Command::new(root.join("usr/bin/dynamodctl"))
+        .arg("generate")
+        .arg(root.join("usr"))
+        .status()
+        .context("run dynamodctl generate")?;
+    if !status.success() {
+        anyhow::bail!("dynamodctl generate failed ({status})");
+    }
+    done.paths.push("/usr/share/man/man1/dynamodctl.1".into());
 
     // Configuration.
     let config = build::workspace_root().join("config");
@@ -267,7 +277,12 @@ mod tests {
     fn fake_bins(dir: &Path, names: &[&str]) {
         fs::create_dir_all(dir).unwrap();
         for name in names {
-            fs::write(dir.join(name), format!("binary {name}")).unwrap();
+            // A script stands in for the binary (install runs `dynamodctl generate`).
+            fs::write(
+                dir.join(name),
+                format!("#!/bin/sh\n# binary {name}\nexit 0\n"),
+            )
+            .unwrap();
         }
     }
 
@@ -287,9 +302,10 @@ mod tests {
         };
         let done = install(&dest, &opts).unwrap();
 
-        assert_eq!(
-            fs::read_to_string(dest.join("sbin/dynamod-init")).unwrap(),
-            "binary dynamod-init"
+        assert!(
+            fs::read_to_string(dest.join("sbin/dynamod-init"))
+                .unwrap()
+                .contains("binary dynamod-init")
         );
         assert_eq!(mode(&dest.join("sbin/dynamod-init")), 0o755);
         assert!(dest.join("usr/lib/dynamod/dynamod-svmgr").is_file());

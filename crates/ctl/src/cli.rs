@@ -63,6 +63,9 @@ pub enum Command {
     Restart(Change),
     /// Re-read the configuration and apply the difference.
     Reload,
+    /// Replace the running dynamod-svmgr with the binary on disk (an in-place upgrade);
+    /// services keep running with the same PIDs.
+    Reexec,
     /// Stop every service, then power off, reboot or halt.
     Shutdown {
         /// What to do at the end.

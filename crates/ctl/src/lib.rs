@@ -279,6 +279,12 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
                 .context("reload");
             done(cli, "reload", answer)
         }
+        Command::Reexec => {
+            let answer = client
+                .request(&Request::Reexec, cli.timeout)
+                .context("reexec");
+            done(cli, "reexec", answer)
+        }
         Command::Analyze(args) => {
             let sys = match client
                 .request(&Request::SystemState, quick)

@@ -28,6 +28,8 @@
 //! * control: `/run/dynamod/control.sock`, one [`Request`] and one [`Response`] per exchange,
 //!   several exchanges per connection allowed.
 //! * logging: `/run/dynamod/log.sock` between svmgr and logd, [`LogMsg`].
+//! * log queries: `/run/dynamod/logd.sock`, served by logd to `dynamodctl logs`
+//!   ([`LogRequest`] / [`LogReply`]).
 
 mod frame;
 mod types;

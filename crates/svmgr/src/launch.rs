@@ -90,6 +90,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
             source: e.into(),
         })
         .and_then(|(r, w)| {
+            // A larger pipe absorbs bursts between two reads of svmgr (1 MiB, the default
+            // pipe-max-size; a refusal only leaves the default 64 KiB).
+            let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
             // Only the read end stays non-blocking; the service's end must block normally.
             nix::fcntl::fcntl(
                 &w,
