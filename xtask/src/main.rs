@@ -15,6 +15,7 @@
 mod build;
 mod busybox;
 mod cmd;
+mod docker_test;
 mod layout;
 mod rootfs;
 mod sandbox;
@@ -50,6 +51,8 @@ enum Cmd {
     Sandbox(SandboxArgs),
     /// Run fmt, clippy, the static build and every test, installing what they need.
     Test,
+    /// The seed's Docker scenario with a real Docker engine (installs and starts its own).
+    DockerTest(docker_test::DockerTestArgs),
     /// Internal: the sandbox's PID 1 before it becomes dynamod-init.
     #[command(name = "__sandbox-stage2", hide = true)]
     SandboxStage2(sandbox::stage2::Stage2Args),
@@ -161,6 +164,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Test => test_cmd::run(),
+        Cmd::DockerTest(args) => docker_test::run(&args),
         Cmd::SandboxStage2(args) => Ok(sandbox::stage2::run(&args)),
     }
 }

@@ -6,6 +6,7 @@
 //! 3. The static release binaries.
 //! 4. `cargo test --workspace --no-fail-fast` with `DYNAMOD_BIN_DIR` (the static binaries) and
 //!    `DYNAMOD_XTASK` (this binary, for the sandbox tests).
+//! 5. `cargo xtask docker-test` with those binaries (a real Docker engine; about 30 s).
 //!
 //! It ends with `N passed, M failed`, the sum of cargo's `test result:` lines, and exits
 //! non-zero when any step or test failed.
@@ -57,10 +58,19 @@ pub fn run() -> Result<u8> {
     test.args(["test", "--workspace", "--no-fail-fast"])
         .env("DYNAMOD_BIN_DIR", &bin_dir)
         .env("DYNAMOD_XTASK", &xtask);
-    let (ok, totals) = run_tests(&mut test)?;
+    let (ok, mut totals) = run_tests(&mut test)?;
     if !ok {
         failed_steps.push("cargo test");
     }
+    // The seed's Docker scenario with a real engine: its checks end in a `test result:` line.
+    let mut docker = Command::new(&xtask);
+    docker.arg("docker-test").arg("--bin-dir").arg(&bin_dir);
+    let (ok, docker_totals) = run_tests(&mut docker)?;
+    if !ok {
+        failed_steps.push("docker-test");
+    }
+    totals.passed += docker_totals.passed;
+    totals.failed += docker_totals.failed;
     finish(&failed_steps, totals)
 }
 

@@ -23,6 +23,11 @@ const HOSTNAME: &str = "/etc/hostname";
 const MACHINE_ID: &str = "/etc/machine-id";
 const URANDOM: &str = "/dev/urandom";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Where a hybrid layout (cgroup v1 hierarchies in a tmpfs on [`CGROUP_ROOT`]) keeps cgroup2, as
+/// systemd's hybrid mode does; svmgr finds it in the mount table.
+const CGROUP_UNIFIED: &str = "/sys/fs/cgroup/unified";
+/// Inode of the initial cgroup namespace (`PROC_CGROUP_INIT_INO` in include/linux/proc_ns.h).
+const PROC_CGROUP_INIT_INO: u64 = 0xEFFF_FFFB;
 
 /// One API filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +136,15 @@ pub fn plan(
         .collect()
 }
 
+/// What to do about cgroup2 at [`CGROUP_UNIFIED`] when [`CGROUP_ROOT`] holds cgroup v1
+/// hierarchies ([`Decision::CgroupV1`]): mount it unless something is already there.
+pub fn plan_hybrid_cgroup2(mounts: &[MountEntry]) -> Decision {
+    match mountinfo::find(mounts, Path::new(CGROUP_UNIFIED)) {
+        Some(e) => Decision::Present(e.fs_type.clone()),
+        None => Decision::Mount,
+    }
+}
+
 /// Mounts `/proc` if the mount table cannot be read yet (it lives in `/proc`).
 pub fn ensure_proc() {
     if mountinfo::read(Path::new(MOUNTINFO)).is_ok() {
@@ -173,17 +187,32 @@ fn cgroup_is_below_namespace_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Step 1: mount what is missing.
+/// Whether this process is in the kernel's initial cgroup namespace.
+fn in_initial_cgroup_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/cgroup").is_ok_and(|m| m.ino() == PROC_CGROUP_INIT_INO)
+}
+
+/// Step 1: mount what is missing. In a container, what the engine refuses (no CAP_SYS_ADMIN
+/// without `--privileged`) is a warning, and one closing line sums up what could not be done.
 pub fn mount_api_filesystems(env: Environment) {
     let container = env == Environment::Container;
     let host_view = container && cgroup_is_below_namespace_root();
+    // Our cgroup is the root of our own (engine-made) namespace, or below the root of the
+    // host's: either way a new namespace is rooted at the container's cgroup, never the host's
+    // root.
+    let own_subtree = host_view || !in_initial_cgroup_namespace();
     let mut unshared = false;
+    let mut refused: Vec<String> = Vec::new();
     if container {
         // Enter a cgroup namespace rooted at our own cgroup first, so no cgroup2 we mount (nor
         // anything svmgr writes through it) can touch the host's tree.
         match mount::unshare_cgroup_namespace() {
             Ok(()) => unshared = true,
-            Err(e) => warn!("{}", chain(&e)),
+            Err(e) => {
+                warn!("{}", chain(&e));
+                refused.push("enter a cgroup namespace".to_owned());
+            }
         }
     }
     // Without the new namespace, a cgroup2 mount would show the host's tree.
@@ -201,10 +230,34 @@ pub fn mount_api_filesystems(env: Environment) {
             Decision::Present(t) => present.push(format!("{} ({t})", m.target)),
             Decision::ContainerDev => present.push("/dev (container's own)".to_owned()),
             Decision::CgroupV1 => {
-                info!(
-                    "{} is a cgroup v1 tmpfs; cgroup2 is not mounted there",
-                    m.target
-                );
+                // Hybrid layout (Docker on a cgroup v1 host): cgroup2 goes beside the v1
+                // hierarchies, where svmgr finds it, so services still get a cgroup each. In a
+                // container only inside our own namespace rooted at the container's cgroup.
+                if container && !(unshared && own_subtree) {
+                    info!(
+                        "{} is a cgroup v1 tmpfs; no cgroup2 mounted (no private cgroup namespace)",
+                        m.target
+                    );
+                    continue;
+                }
+                let unified = ApiMount {
+                    target: CGROUP_UNIFIED,
+                    ..m
+                };
+                match plan_hybrid_cgroup2(&mounts) {
+                    Decision::Present(t) => present.push(format!("{CGROUP_UNIFIED} ({t})")),
+                    _ => match mount_one(&unified) {
+                        Ok(()) => info!(
+                            "{} is a cgroup v1 tmpfs; mounted cgroup2 on {CGROUP_UNIFIED}",
+                            m.target
+                        ),
+                        Err(e) if container => {
+                            warn!("{} (refused in this container; continuing)", chain(&e));
+                            refused.push(format!("mount cgroup2 on {CGROUP_UNIFIED}"));
+                        }
+                        Err(e) => error!("{}", chain(&e)),
+                    },
+                }
             }
             Decision::Mount | Decision::HostCgroupView => {
                 if m.fs_type == "cgroup2" && !cgroup_allowed {
@@ -212,6 +265,7 @@ pub fn mount_api_filesystems(env: Environment) {
                         "not mounting cgroup2 on {}: it would expose the host's cgroups",
                         m.target
                     );
+                    refused.push(format!("mount cgroup2 on {}", m.target));
                     continue;
                 }
                 match mount_one(&m) {
@@ -223,7 +277,8 @@ pub fn mount_api_filesystems(env: Environment) {
                     }
                     Ok(()) => info!("mounted {} on {}", m.fs_type, m.target),
                     Err(e) if container => {
-                        warn!("{} (refused in this container; continuing)", chain(&e))
+                        warn!("{} (refused in this container; continuing)", chain(&e));
+                        refused.push(format!("mount {} on {}", m.fs_type, m.target));
                     }
                     Err(e) => error!("{}", chain(&e)),
                 }
@@ -233,6 +288,19 @@ pub fn mount_api_filesystems(env: Environment) {
     if !present.is_empty() {
         info!("already mounted: {}", present.join(", "));
     }
+    if !refused.is_empty() {
+        warn!("{}", limited_container_summary(&refused));
+    }
+}
+
+/// The one line that says what a container without the privileges for it could not set up,
+/// what that means, and how to get the full set-up.
+pub fn limited_container_summary(refused: &[String]) -> String {
+    format!(
+        "limited container: could not {}; continuing without them (run the container \
+         privileged for the full set-up)",
+        refused.join(", ")
+    )
 }
 
 /// Steps 2–6 after the mounts.
@@ -267,8 +335,11 @@ pub fn prepare_system(env: Environment) {
     }
 
     // Ctrl-Alt-Del becomes SIGINT to us (handled as a reboot) instead of an immediate reset.
+    // In a container the key belongs to the host: EINVAL, or EPERM without CAP_SYS_BOOT, is
+    // expected there and not worth a warning.
     match reboot::disable_ctrl_alt_del() {
         Ok(CadOutcome::Disabled | CadOutcome::NotInThisNamespace) => {}
+        Err(_) if container => {}
         Err(e) => warn!("{}", chain(&e)),
     }
 }
@@ -382,6 +453,33 @@ mod tests {
             decisions(&m, false, true)[6].1,
             Decision::Present("cgroup2".into())
         );
+    }
+
+    #[test]
+    fn hybrid_layout_mounts_cgroup2_beside_the_v1_hierarchies_once() {
+        let v1 = table(
+            "1 0 0:1 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n\
+             2 1 0:2 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        );
+        assert_eq!(plan_hybrid_cgroup2(&v1), Decision::Mount);
+        let hybrid = table(
+            "1 0 0:1 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n\
+             2 1 0:3 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+        );
+        assert_eq!(
+            plan_hybrid_cgroup2(&hybrid),
+            Decision::Present("cgroup2".into())
+        );
+    }
+
+    #[test]
+    fn limited_container_summary_names_every_refusal_and_the_remedy() {
+        let line = limited_container_summary(&[
+            "enter a cgroup namespace".to_owned(),
+            "mount tmpfs on /run".to_owned(),
+        ]);
+        assert!(line.contains("could not enter a cgroup namespace, mount tmpfs on /run;"));
+        assert!(line.contains("privileged"));
     }
 
     #[test]
