@@ -103,6 +103,7 @@ pub fn install(destdir: &Path, opts: &InstallOptions<'_>) -> Result<Installed> {
     let status = std::process::Command::new(root.join("usr/bin/dynamodctl"))
         .arg("generate")
         .arg(root.join("usr"))
+        .stdout(std::process::Stdio::null())
         .status()
         .context("run dynamodctl generate")?;
     if !status.success() {
