@@ -39,6 +39,19 @@ pub trait Service: Send + Sync + 'static {
         iface: &'static Interface,
     ) -> impl Future<Output = Result<Props, MethodError>> + Send;
 
+    /// The object a call to `path` addresses. Most objects have one path; daemons with
+    /// caller-relative aliases (login1's `…/session/self`, which names the caller's own session)
+    /// map the alias to the real path here, before any other method of this trait sees it. The
+    /// default keeps `path`.
+    fn resolve(
+        &self,
+        path: String,
+        _conn: &Connection,
+        _msg: &Message,
+    ) -> impl Future<Output = String> + Send {
+        std::future::ready(path)
+    }
+
     /// Runs `method` of `iface`; the arguments' signature has been checked.
     fn call(
         &self,
@@ -187,6 +200,7 @@ async fn dispatch<S: Service>(
     header: &Header<'_>,
 ) -> Result<Reply, MethodError> {
     let path = header.path().map(|p| p.to_string()).unwrap_or_default();
+    let path = service.resolve(path, conn, msg).await;
     let member = header.member().map(|m| m.to_string()).unwrap_or_default();
     let iface_name = header.interface().map(|i| i.to_string());
     let signature = header.signature().to_string_no_parens();

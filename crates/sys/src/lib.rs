@@ -8,6 +8,7 @@
 pub use nix;
 
 pub mod cmdline;
+pub mod device;
 pub mod entropy;
 pub mod fd;
 pub mod hostname;
