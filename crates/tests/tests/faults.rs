@@ -178,7 +178,10 @@ fn service_forking_a_thousand_children_is_stopped_completely() {
         let out = sb.exec(&["grep", "-q", "forked-all", "/var/log/dynamod/forker.log"]);
         out.status.success().then_some(())
     });
-    assert!(live(&sb, "sleep").len() >= 1000);
+    // A forked child shows as `sh` until it has exec'd `sleep`.
+    wait_for("the thousand children", TIMEOUT, || {
+        (live(&sb, "sleep").len() >= 1000).then_some(())
+    });
     sb.ctl(&["stop", "forker"]);
     wait_for("every child gone", TIMEOUT, || {
         live(&sb, "sleep").is_empty().then_some(())
@@ -247,5 +250,8 @@ fn dynamodctl_reexec_keeps_every_pid_and_supervision_goes_on() {
         let l = try_list(&sb)?;
         (state_of(&l, "syslog") == "running" && pid_of(&l, "syslog") != Some(syslog)).then_some(())
     });
-    assert_eq!(live(&sb, "syslogd").len(), 1);
+    // The new syslog shows as `sh` until it has exec'd syslogd.
+    wait_for("exactly one syslogd", TIMEOUT, || {
+        (live(&sb, "syslogd").len() == 1).then_some(())
+    });
 }
