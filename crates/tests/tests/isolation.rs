@@ -16,13 +16,60 @@ use dynamod_tests::svmgr::Svmgr;
 const T: Duration = Duration::from_secs(30);
 const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture");
 
+/// The fixture, copied where a private `/tmp` cannot hide it (the build tree may itself live
+/// under `/tmp`, as in a CI checkout).
+fn fixture_path() -> String {
+    static COPY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = if root() {
+            std::path::PathBuf::from("/run")
+        } else {
+            std::env::temp_dir()
+        }
+        .join(format!("dynamod-test-fixture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dst = dir.join("fixture");
+        std::fs::copy(FIXTURE, &dst).unwrap();
+        FixtureDir(dir.clone()).leak();
+        dst.display().to_string()
+    })
+    .clone()
+}
+
+/// Removes the fixture copy when the test process exits.
+struct FixtureDir(std::path::PathBuf);
+
+impl FixtureDir {
+    fn leak(self) {
+        let dir = self.0.clone();
+        std::mem::forget(self);
+        extern "C" fn cleanup() {
+            if let Some(d) = CLEANUP.get() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        let _ = CLEANUP.set(dir);
+        let _ = atexit(cleanup);
+    }
+}
+
+static CLEANUP: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+fn atexit(f: extern "C" fn()) -> i32 {
+    #[allow(unsafe_code)]
+    // SAFETY: registers a plain extern "C" function with no arguments, as atexit(3) requires.
+    unsafe {
+        libc::atexit(f)
+    }
+}
+
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
 /// Runs one probe service with `extra` TOML appended and returns what it printed.
 fn probe(tag: &str, extra: &str, writes: &[&str]) -> (Svmgr, HashMap<String, String>) {
-    let mut args = vec![format!("\"{FIXTURE}\""), "\"probe\"".to_owned()];
+    let mut args = vec![format!("\"{}\"", fixture_path()), "\"probe\"".to_owned()];
     args.extend(writes.iter().map(|w| format!("\"{w}\"")));
     let body = format!(
         "[service]\nname = \"probe\"\nexec = [{}]\n{extra}\n",
