@@ -16,6 +16,7 @@ mod build;
 mod busybox;
 mod cmd;
 mod docker_test;
+mod fuzz;
 mod layout;
 mod rootfs;
 mod sandbox;
@@ -53,6 +54,8 @@ enum Cmd {
     Test,
     /// The seed's Docker scenario with a real Docker engine (installs and starts its own).
     DockerTest(docker_test::DockerTestArgs),
+    /// Run the fuzz targets for a bounded time each (fuzz/run.sh; CI: 60 s each).
+    Fuzz(fuzz::FuzzArgs),
     /// Internal: the sandbox's PID 1 before it becomes dynamod-init.
     #[command(name = "__sandbox-stage2", hide = true)]
     SandboxStage2(sandbox::stage2::Stage2Args),
@@ -165,6 +168,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Test => test_cmd::run(),
         Cmd::DockerTest(args) => docker_test::run(&args),
+        Cmd::Fuzz(args) => fuzz::run(&args),
         Cmd::SandboxStage2(args) => Ok(sandbox::stage2::run(&args)),
     }
 }

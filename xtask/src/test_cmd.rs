@@ -7,6 +7,7 @@
 //! 4. `cargo test --workspace --no-fail-fast` with `DYNAMOD_BIN_DIR` (the static binaries) and
 //!    `DYNAMOD_XTASK` (this binary, for the sandbox tests).
 //! 5. `cargo xtask docker-test` with those binaries (a real Docker engine; about 30 s).
+//! 6. `cargo xtask fuzz`: every fuzz target for 60 s (`DYNAMOD_FUZZ_SECONDS` overrides).
 //!
 //! It ends with `N passed, M failed`, the sum of cargo's `test result:` lines, and exits
 //! non-zero when any step or test failed.
@@ -71,6 +72,13 @@ pub fn run() -> Result<u8> {
     }
     totals.passed += docker_totals.passed;
     totals.failed += docker_totals.failed;
+    // The fuzz targets, 60 s each (DYNAMOD_FUZZ_SECONDS overrides), counted per target.
+    let (passed, failed) = crate::fuzz::run_for_test()?;
+    if failed > 0 {
+        failed_steps.push("fuzz");
+    }
+    totals.passed += passed;
+    totals.failed += failed;
     finish(&failed_steps, totals)
 }
 

@@ -87,7 +87,7 @@ impl EnvFileError {
 /// Parses the bytes of an environment file: checks UTF-8 (reporting the line of the first bad
 /// byte), then [`parse`].
 pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<(String, String)>, EnvFileError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // The byte-order mark is left to `parse`: skipping it here too would skip two.
     match std::str::from_utf8(bytes) {
         Ok(text) => parse(text),
         Err(err) => {

@@ -337,7 +337,14 @@ pub(crate) fn parse_document<'a>(
             } else if message.contains("recursion") {
                 message = "the document is nested too deeply".to_owned();
             }
-            let pos = span.map_or(source::Pos::FILE, |s| src.span_pos(&s));
+            let pos = match span {
+                Some(s) => src.span_pos(&s),
+                // toml reports a dotted key over its depth limit without a position.
+                None if message.contains("nested") => {
+                    source::deep_key(text).unwrap_or(source::Pos::FILE)
+                }
+                None => source::Pos::FILE,
+            };
             Err(Diagnostic {
                 file: path.to_path_buf(),
                 line: pos.line,

@@ -60,6 +60,57 @@ pub(crate) fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Diagno
     })
 }
 
+/// Dotted keys with this many dots (81 parts) exceed the TOML parser's depth limit.
+const DEEP_KEY_DOTS: usize = 80;
+
+/// The start of the first dotted key with at least [`DEEP_KEY_DOTS`] dots, in a header, a
+/// key/value line or an inline table: where the TOML parser gave up when it reports its key
+/// depth limit without a position.
+///
+/// A line-by-line scan: quoted key parts are skipped, a comment ends the line, and any
+/// character other than a key character, a dot or a blank ends a key. (A line inside a
+/// multi-line string is scanned like any other; the parser would have failed there first.)
+pub(crate) fn deep_key(text: &str) -> Option<Pos> {
+    for (i, line) in text.split('\n').enumerate() {
+        let mut dots = 0;
+        let mut start = 0;
+        let mut chars = line.char_indices();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '.' => dots += 1,
+                ' ' | '\t' => {}
+                '"' | '\'' => {
+                    if dots == 0 {
+                        start = at;
+                    }
+                    let mut escaped = false;
+                    for (_, q) in chars.by_ref() {
+                        if q == c && !escaped {
+                            break;
+                        }
+                        escaped = c == '"' && q == '\\' && !escaped;
+                    }
+                }
+                c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => {
+                    if dots == 0 {
+                        start = at;
+                    }
+                }
+                '#' => break,
+                _ => dots = 0,
+            }
+            if dots >= DEEP_KEY_DOTS {
+                let col = line.get(..start).map_or(0, |p| p.chars().count());
+                return Some(Pos {
+                    line: i + 1,
+                    col: col + 1,
+                });
+            }
+        }
+    }
+    None
+}
+
 /// An error about a whole file (line and column 0).
 pub(crate) fn file_error(path: &Path, message: String) -> Diagnostic {
     Diagnostic {
@@ -95,6 +146,14 @@ impl LineIndex {
     pub fn pos(&self, text: &str, offset: usize) -> Pos {
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The `\n` of a CRLF: point at the `\r`, so the `\r` is never counted as a column.
+        if text
+            .get(offset..)
+            .is_some_and(|rest| rest.starts_with('\n'))
+            && text.get(..offset).is_some_and(|head| head.ends_with('\r'))
+        {
             offset -= 1;
         }
         let line = self.starts.partition_point(|&start| start <= offset).max(1);
@@ -179,6 +238,36 @@ mod tests {
     fn crlf_lines_count_once() {
         let text = "a\r\nb\r\n";
         assert_eq!(pos(text, 3), (2, 1));
+    }
+
+    /// Found by the `config_service` fuzz target: an error reported at the `\n` of a CRLF
+    /// line had a column one past the end of the line.
+    #[test]
+    fn the_newline_of_a_crlf_is_at_the_end_of_the_line() {
+        let text = "ab\r\ncd";
+        assert_eq!(pos(text, 2), (1, 3));
+        assert_eq!(pos(text, 3), (1, 3));
+        assert_eq!(pos(text, 4), (2, 1));
+        assert_eq!(pos("\r\n", 1), (1, 1));
+    }
+
+    #[test]
+    fn deep_keys_are_found_in_headers_keys_and_inline_tables() {
+        let deep = vec!["a"; 81].join(".");
+        let spaced = vec!["\"q.q\""; 81].join(" . ");
+        let cases = [
+            (format!("x = 1\n[{deep}]\n"), Some((2, 2))),
+            (format!("[t]\n  {deep} = 1\n"), Some((2, 3))),
+            (format!("x = {{ y = 1, {deep} = 2 }}\n"), Some((1, 14))),
+            (format!("{spaced} = 1\n"), Some((1, 1))),
+            (format!("# {deep}\nx = \"{deep}\"\n"), None),
+            (format!("{} = 1\n", vec!["a"; 80].join(".")), None),
+            ("x = [1.5, 2.5]\ny = 1.0\n".to_owned(), None),
+        ];
+        for (text, want) in cases {
+            let got = deep_key(&text).map(|p| (p.line, p.col));
+            assert_eq!(got, want, "{text}");
+        }
     }
 
     #[test]

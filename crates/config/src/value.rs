@@ -33,7 +33,7 @@ pub enum ValueError {
     #[error("the value is empty")]
     Empty,
     /// A character that has no place in this grammar.
-    #[error("unexpected character `{0}`")]
+    #[error("unexpected character `{}`", printable(*.0))]
     UnexpectedChar(char),
     /// A number with a decimal point.
     #[error("fractions are not supported; use a smaller unit (for example \"{example}\")")]
@@ -83,10 +83,13 @@ pub enum ValueError {
     #[error("a name must not contain `..`")]
     NameDotDot,
     /// A name starting with something other than `a-z` or `0-9`.
-    #[error("a name must start with a lowercase letter or a digit, not `{0}`")]
+    #[error("a name must start with a lowercase letter or a digit, not `{}`", printable(*.0))]
     NameStart(char),
     /// A name with a character outside `a-z 0-9 . _ @ -`.
-    #[error("a name may only contain a-z, 0-9, `.`, `_`, `@` and `-`, not `{0}`")]
+    #[error(
+        "a name may only contain a-z, 0-9, `.`, `_`, `@` and `-`, not `{}`",
+        printable(*.0)
+    )]
     NameChar(char),
     /// `cpu-max` text that is none of the three forms.
     #[error(
@@ -106,6 +109,16 @@ pub enum ValueError {
     /// An environment variable name that `execve` cannot carry.
     #[error("an environment variable name must be non-empty and contain neither `=` nor NUL")]
     EnvName,
+}
+
+/// A character for a message: control characters escaped (`\t`, `\u{1b}`), so a message
+/// stays one printable line.
+fn printable(c: char) -> String {
+    if c.is_control() {
+        c.escape_default().collect()
+    } else {
+        c.to_string()
+    }
 }
 
 /// Parses a duration: `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"2d"`, compounds from the largest

@@ -49,9 +49,18 @@ pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Proto
     Ok(())
 }
 
-/// Decodes a bare payload (without header).
+/// Deepest nesting of arrays and maps a payload may have when decoded. rmp-serde's default
+/// (1024) lets a frame of a few kilobytes holding a deeply nested [`TreeNode`](crate::TreeNode)
+/// overflow a 2 MiB thread stack in a debug build; 128 still fits a supervisor tree 60 levels
+/// deep, far more than any configuration has.
+const MAX_DEPTH: usize = 128;
+
+/// Decodes a bare payload (without header), refusing arrays and maps nested more than 128
+/// deep.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtoError> {
-    rmp_serde::from_slice(payload).map_err(ProtoError::Decode)
+    let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+    de.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut de).map_err(ProtoError::Decode)
 }
 
 /// Accumulates bytes from a stream and yields complete frames.
@@ -124,7 +133,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{InitMsg, Request, Response, ShutdownKind};
+    use crate::{InitMsg, NodeKind, Request, Response, ServiceState, ShutdownKind, TreeNode};
 
     #[test]
     fn round_trips_a_request_through_a_split_stream() {
@@ -193,6 +202,64 @@ mod tests {
         let mut dec = FrameDecoder::new();
         dec.push(b"DM\0\0\0\x03\xc1\xc1\xc1");
         assert!(matches!(dec.next::<Response>(), Err(ProtoError::Decode(_))));
+    }
+
+    /// A message as a bare payload.
+    fn bare<T: Serialize>(msg: &T) -> Vec<u8> {
+        encode(msg).unwrap()[HEADER_LEN..].to_vec()
+    }
+
+    /// A `Response::Tree` of `levels` nodes, each the only child of the one before, built from
+    /// bytes (encoding such a tree would recurse as deeply as decoding it).
+    fn nested_tree_payload(levels: usize) -> Vec<u8> {
+        let leaf = TreeNode {
+            name: "x".into(),
+            node: NodeKind::Service {
+                state: ServiceState::Running,
+                pid: None,
+            },
+            children: vec![],
+        };
+        let parent = TreeNode {
+            children: vec![leaf.clone()],
+            ..leaf.clone()
+        };
+        let leaf_bytes = bare(&leaf);
+        // `children` is the last field, so a parent is a prefix followed by its child.
+        let parent_bytes = bare(&parent);
+        let level = &parent_bytes[..parent_bytes.len() - leaf_bytes.len()];
+        let response = bare(&Response::Tree(leaf));
+        let mut out = response[..response.len() - leaf_bytes.len()].to_vec();
+        for _ in 0..levels {
+            out.extend_from_slice(level);
+        }
+        out.extend_from_slice(&leaf_bytes);
+        out
+    }
+
+    #[test]
+    fn deeply_nested_payloads_are_refused_before_the_stack_runs_out() {
+        // A thread with the usual 2 MiB stack, where rmp-serde's own limit was not enough.
+        let decode = |levels: usize| {
+            let payload = nested_tree_payload(levels);
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || match decode_payload::<Response>(&payload) {
+                    Ok(Response::Tree(_)) => Ok(()),
+                    Ok(other) => panic!("decoded as {other:?}"),
+                    Err(err) => Err(err),
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        assert!(decode(60).is_ok());
+        for levels in [70, 300, 100_000] {
+            assert!(
+                matches!(decode(levels), Err(ProtoError::Decode(_))),
+                "{levels}"
+            );
+        }
     }
 
     #[test]
