@@ -21,6 +21,7 @@ mod layout;
 mod rootfs;
 mod sandbox;
 mod test_cmd;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Cmd {
     DockerTest(docker_test::DockerTestArgs),
     /// Run the fuzz targets for a bounded time each (fuzz/run.sh; CI: 60 s each).
     Fuzz(fuzz::FuzzArgs),
+    /// Boot dynamod on the Debian kernel under QEMU and check the VM scenarios (--list names them).
+    Vm(vm::VmArgs),
     /// Internal: the sandbox's PID 1 before it becomes dynamod-init.
     #[command(name = "__sandbox-stage2", hide = true)]
     SandboxStage2(sandbox::stage2::Stage2Args),
@@ -169,6 +172,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Test => test_cmd::run(),
         Cmd::DockerTest(args) => docker_test::run(&args),
         Cmd::Fuzz(args) => fuzz::run(&args),
+        Cmd::Vm(args) => vm::run(&args),
         Cmd::SandboxStage2(args) => Ok(sandbox::stage2::run(&args)),
     }
 }

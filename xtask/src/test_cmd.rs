@@ -8,6 +8,7 @@
 //!    `DYNAMOD_XTASK` (this binary, for the sandbox tests).
 //! 5. `cargo xtask docker-test` with those binaries (a real Docker engine; about 30 s).
 //! 6. `cargo xtask fuzz`: every fuzz target for 60 s (`DYNAMOD_FUZZ_SECONDS` overrides).
+//! 7. `cargo xtask vm --all`: the VM scenarios under QEMU, each counted as one test.
 //!
 //! It ends with `N passed, M failed`, the sum of cargo's `test result:` lines, and exits
 //! non-zero when any step or test failed.
@@ -79,6 +80,15 @@ pub fn run() -> Result<u8> {
     }
     totals.passed += passed;
     totals.failed += failed;
+    // The VM scenarios on a real kernel under QEMU (about 5 minutes): one test each.
+    let mut vm = Command::new(&xtask);
+    vm.args(["vm", "--all", "--bin-dir"]).arg(&bin_dir);
+    let (ok, vm_totals) = run_tests(&mut vm)?;
+    if !ok {
+        failed_steps.push("vm --all");
+    }
+    totals.passed += vm_totals.passed;
+    totals.failed += vm_totals.failed;
     finish(&failed_steps, totals)
 }
 

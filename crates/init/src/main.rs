@@ -23,8 +23,12 @@ mod detect;
 mod emergency;
 mod initramfs;
 mod link;
+mod live;
+mod modprobe;
 mod orphans;
 mod procs;
+mod rootdev;
+mod rootspec;
 mod settings;
 mod setup;
 mod shutdown;
@@ -121,10 +125,8 @@ fn boot(run: RunArgs, pid1: bool, ignored: &[OsString]) -> ! {
             info!("ignoring container hint ({hint}): this is the initial PID namespace");
         }
         if env == Environment::Initramfs {
-            // FIXME: phase A is a later issue; until then the failure is loud, never silent.
-            let e = initramfs::switch_to_real_root(&cmdline);
-            emerg!("{e}; starting the emergency shell");
-            emergency_first = true;
+            // Phase A switches to the real root and re-executes us there; it never returns.
+            initramfs::boot(&cmdline, &shell);
         }
         setup::mount_api_filesystems(env);
         if env != Environment::Container && kmsg::use_kmsg(Path::new("/dev/kmsg")).is_err() {

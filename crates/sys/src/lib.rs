@@ -7,12 +7,15 @@
 
 pub use nix;
 
+pub mod blkid;
 pub mod cmdline;
 pub mod device;
 pub mod entropy;
 pub mod fd;
 pub mod hostname;
+pub mod kmod;
 pub mod kmsg;
+pub mod loopdev;
 pub mod machine_id;
 pub mod mount;
 pub mod mountinfo;
@@ -20,4 +23,6 @@ pub mod namespace;
 pub mod process;
 pub mod reboot;
 pub mod spawn;
+pub mod switch_root;
 pub mod time;
+pub mod uevent;
