@@ -43,7 +43,10 @@ pub fn run(args: &FuzzArgs) -> Result<u8> {
     let mut c = script(args.seconds, &args.targets);
     eprintln!("xtask: {}", cmd::display(&c));
     let status = cmd::status(&mut c).context("run fuzz/run.sh")?;
-    Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(1))
 }
 
 /// For `cargo xtask test`: every target for `DYNAMOD_FUZZ_SECONDS` (default 60) seconds, one at
