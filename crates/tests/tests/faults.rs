@@ -104,8 +104,13 @@ fn svmgr_killed_during_boot_a_restart_storm_and_shutdown_never_duplicates() {
     // 10: during shutdown.
     sb.sigterm_xtask();
     sb.wait_log("beginning graceful shutdown", TIMEOUT);
-    if let Some(pid) = svmgrs(&sb).first() {
-        let _ = sb.exec(&["kill", "-9", &pid.to_string()]);
+    // The sandbox may already be gone (a quick shutdown): then there is nothing to kill.
+    let out = sb.exec(&["/bin/sh", "-c", "pidof dynamod-svmgr"]);
+    if let Some(pid) = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+    {
+        let _ = sb.exec(&["kill", "-9", pid]);
     }
     let mut sb = sb;
     let status = sb.wait_exit(TIMEOUT);
