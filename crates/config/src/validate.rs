@@ -56,6 +56,22 @@ impl<T> FileState<T> {
 
     /// Records a diagnostic in this file.
     fn report(&mut self, pos: Pos, severity: Severity, message: String) -> Diagnostic {
+        // Names quoted in cross-file messages come from other files and may hold control
+        // characters (a suggestion, an unknown dependency): a message stays one printable line.
+        let message = if message.contains(char::is_control) {
+            message
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            message
+        };
         let d = Diagnostic {
             file: self.file.clone(),
             line: pos.line,

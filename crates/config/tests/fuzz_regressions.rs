@@ -76,3 +76,20 @@ fn parse_bytes_skips_one_byte_order_mark_like_parse() {
         Ok(vec![("A".to_owned(), "1".to_owned())])
     );
 }
+
+/// Found by the `config_load` target in CI: a suggestion quoting another file's service name that
+/// held a tab put the raw tab into the message.
+#[test]
+fn suggested_names_with_control_characters_are_escaped() {
+    let services = vec![
+        (
+            std::path::PathBuf::from("services/a.toml"),
+            b"[service]\nname = \"a\"\nexec = [\"/bin/true\"]\n[dependencies]\nafter = [\"sysctl\"]\n".to_vec(),
+        ),
+        (std::path::PathBuf::from("services/b.toml"), b"[service]\nname = \"\tysctl\"\nexec = [\"/bin/true\"]\n".to_vec()),
+    ];
+    let cfg = dynamod_config::load_sources(services, Vec::new());
+    for d in &cfg.diagnostics {
+        assert!(!d.message.contains(char::is_control), "{d}");
+    }
+}
