@@ -12,6 +12,7 @@
 
 #![allow(clippy::disallowed_methods)]
 
+mod bench;
 mod build;
 mod busybox;
 mod cmd;
@@ -53,6 +54,8 @@ enum Cmd {
     Sandbox(SandboxArgs),
     /// Run fmt, clippy, the static build and every test, installing what they need.
     Test,
+    /// Benchmarks side by side with s6, runit, supervisord and tini (writes docs/benchmarks.md).
+    Bench(bench::BenchArgs),
     /// The seed's Docker scenario with a real Docker engine (installs and starts its own).
     DockerTest(docker_test::DockerTestArgs),
     /// Run the fuzz targets for a bounded time each (fuzz/run.sh; CI: 60 s each).
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Test => test_cmd::run(),
+        Cmd::Bench(args) => bench::run(&args),
         Cmd::DockerTest(args) => docker_test::run(&args),
         Cmd::Fuzz(args) => fuzz::run(&args),
         Cmd::Vm(args) => vm::run(&args),
