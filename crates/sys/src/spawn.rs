@@ -639,7 +639,12 @@ fn clone_child(cgroup: Option<RawFd>, ns_flags: u64, pidfd: &mut RawFd) -> Resul
     if pid > 0 {
         match crate::process::pidfd_open(pid) {
             Ok(fd) => *pidfd = std::os::fd::IntoRawFd::into_raw_fd(fd),
-            Err(e) => return Err(SpawnError::Clone(e)),
+            Err(e) => {
+                // The child exists and would exec: end it before reporting the failure.
+                let _ = crate::process::kill_pid(pid, libc::SIGKILL);
+                let _ = crate::process::wait_pid(pid);
+                return Err(SpawnError::Clone(e));
+            }
         }
     }
     Ok(pid)
