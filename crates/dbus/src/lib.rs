@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod daemon;
 pub mod error;
 pub mod notify;
 pub mod object;

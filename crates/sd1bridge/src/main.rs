@@ -7,34 +7,5 @@ use dynamod_sd1bridge::{Options, bridge};
 
 fn main() -> ExitCode {
     let opts = Options::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DYNAMOD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("dynamod-sd1bridge: start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bridge::run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            eprintln!("dynamod-sd1bridge: {e}{cause}");
-            ExitCode::FAILURE
-        }
-    }
+    dynamod_dbus::daemon::main("dynamod-sd1bridge", bridge::run(opts))
 }

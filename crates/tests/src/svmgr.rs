@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dynamod_proto::{FrameDecoder, Hello, Request, Response};
+use dynamod_proto::{FrameDecoder, Hello, Request, Response, ServiceDetail, ServiceState};
 
 use crate::{TempDir, bin, wait_for};
 
@@ -233,4 +233,45 @@ pub fn zombies_of(parent: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+// ---- helpers shared by the svmgr-based test files ----
+
+/// A service file at `services/<name>.toml` with `body` after the `[service]` name.
+pub fn service(name: &str, body: &str) -> (String, String) {
+    (
+        format!("services/{name}.toml"),
+        format!("[service]\nname = \"{name}\"\n{body}\n"),
+    )
+}
+
+/// [`Svmgr::start`] with owned (path, content) pairs.
+pub fn start(tag: &str, files: &[(String, String)]) -> Svmgr {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    Svmgr::start(tag, &refs)
+}
+
+/// `status NAME` of one service.
+pub fn status(s: &Svmgr, name: &str) -> ServiceDetail {
+    match s.request(&Request::Status {
+        names: vec![name.into()],
+    }) {
+        Response::Status(mut v) => v.remove(0),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Waits (30 s at most) until `name` is in state `want`; returns its status.
+pub fn wait_state(s: &Svmgr, name: &str, want: ServiceState) -> ServiceDetail {
+    wait_for(
+        &format!("{name} to be {want:?}"),
+        Duration::from_secs(30),
+        || {
+            let d = status(s, name);
+            (d.summary.state == want).then_some(d)
+        },
+    )
 }

@@ -9,48 +9,17 @@
 
 use std::time::Duration;
 
-use dynamod_proto::{Request, Response, ServiceDetail, ServiceState};
-use dynamod_tests::svmgr::{Svmgr, pids_matching, unsafe_kill};
+use dynamod_proto::{Request, Response, ServiceState};
+use dynamod_tests::svmgr::{Svmgr, pids_matching, service, start, status, unsafe_kill, wait_state};
 use dynamod_tests::wait_for;
 
 const T: Duration = Duration::from_secs(30);
 const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture");
 
-fn service(name: &str, body: &str) -> (String, String) {
-    (
-        format!("services/{name}.toml"),
-        format!("[service]\nname = \"{name}\"\n{body}\n"),
-    )
-}
-
 fn fixture(args: &[&str]) -> String {
     let mut v = vec![format!("\"{FIXTURE}\"")];
     v.extend(args.iter().map(|a| format!("\"{a}\"")));
     format!("exec = [{}]", v.join(", "))
-}
-
-fn start(tag: &str, files: &[(String, String)]) -> Svmgr {
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    Svmgr::start(tag, &refs)
-}
-
-fn status(s: &Svmgr, name: &str) -> ServiceDetail {
-    match s.request(&Request::Status {
-        names: vec![name.into()],
-    }) {
-        Response::Status(mut v) => v.remove(0),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn wait_state(s: &Svmgr, name: &str, want: ServiceState) -> ServiceDetail {
-    wait_for(&format!("{name} to be {want:?}"), T, || {
-        let d = status(s, name);
-        (d.summary.state == want).then_some(d)
-    })
 }
 
 fn line_pos(s: &Svmgr, needle: &str) -> usize {

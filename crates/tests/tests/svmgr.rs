@@ -9,42 +9,13 @@
 
 use std::time::Duration;
 
-use dynamod_proto::{ErrorKind, NodeKind, Request, Response, ServiceDetail, ServiceState};
-use dynamod_tests::svmgr::{Svmgr, pids_matching, unsafe_kill, zombies_of};
+use dynamod_proto::{ErrorKind, NodeKind, Request, Response, ServiceState};
+use dynamod_tests::svmgr::{
+    pids_matching, service, start, status, unsafe_kill, wait_state, zombies_of,
+};
 use dynamod_tests::wait_for;
 
 const T: Duration = Duration::from_secs(30);
-
-fn service(name: &str, body: &str) -> (String, String) {
-    (
-        format!("services/{name}.toml"),
-        format!("[service]\nname = \"{name}\"\n{body}\n"),
-    )
-}
-
-fn start(tag: &str, files: &[(String, String)]) -> Svmgr {
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    Svmgr::start(tag, &refs)
-}
-
-fn status(s: &Svmgr, name: &str) -> ServiceDetail {
-    match s.request(&Request::Status {
-        names: vec![name.into()],
-    }) {
-        Response::Status(mut v) => v.remove(0),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn wait_state(s: &Svmgr, name: &str, want: ServiceState) -> ServiceDetail {
-    wait_for(&format!("{name} to be {want:?}"), T, || {
-        let d = status(s, name);
-        (d.summary.state == want).then_some(d)
-    })
-}
 
 #[test]
 fn boot_prints_the_seed_log_and_runs_oneshots_before_dependents() {
