@@ -1,14 +1,19 @@
 //! The control-socket client: connect, handshake, one request, one response.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dynamod_proto::{
-    ErrorKind, FrameDecoder, Hello, PROTOCOL_VERSION, ProtoError, Request, Response,
+    ErrorKind, FrameDecoder, Hello, PROTOCOL_VERSION, ProtoError, Request, Response, encode_into,
 };
+use dynamod_sys::nix::errno::Errno;
+use dynamod_sys::nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, UnixAddr, connect, setsockopt, socket, sockopt,
+};
+use dynamod_sys::nix::sys::time::{TimeVal, TimeValLike};
 
 use crate::exit::Exit;
 
@@ -88,45 +93,54 @@ impl ClientError {
 pub struct Client {
     stream: UnixStream,
     decoder: FrameDecoder,
+    /// The socket path, for errors.
+    path: PathBuf,
+    /// The connect limit, which also bounds every write.
+    limit: Duration,
 }
+
+/// Bytes asked of the kernel per read: a `status` answer fits in one.
+const READ_CHUNK: usize = 16 * 1024;
 
 impl Client {
     /// Connects to `path` and exchanges hellos, all within `limit`.
     pub fn connect(path: &Path, limit: Duration) -> Result<Self, ClientError> {
+        Self::open(path, limit, None)
+    }
+
+    /// Connects to `path`, sends the hello and `first` in one write, and waits for svmgr's hello
+    /// within `limit`; the answer to `first` is then read with [`Client::answer`]. One round
+    /// trip instead of two, with the same errors as [`Client::connect`].
+    pub fn connect_with(
+        path: &Path,
+        limit: Duration,
+        first: &Request,
+    ) -> Result<Self, ClientError> {
+        Self::open(path, limit, Some(first))
+    }
+
+    fn open(path: &Path, limit: Duration, first: Option<&Request>) -> Result<Self, ClientError> {
         let start = Instant::now();
-        let no_answer = || ClientError::NoAnswer {
-            path: path.to_owned(),
-            after: limit,
-        };
-        // A Unix connect only blocks when svmgr's accept backlog is full; std has no timeout for
-        // it, so it runs on a helper thread that is simply abandoned if it takes too long.
-        let (tx, rx) = mpsc::channel();
-        let target = path.to_owned();
-        std::thread::spawn(move || {
-            let _ = tx.send(UnixStream::connect(target));
-        });
-        let stream = match rx.recv_timeout(limit) {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(ClientError::Connect {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-            Err(_) => return Err(no_answer()),
-        };
+        let stream = connect_within(path, limit)?;
         let mut client = Self {
             stream,
             decoder: FrameDecoder::new(),
+            path: path.to_owned(),
+            limit,
         };
-        client.send(&Request::Hello(Hello::new("dynamodctl")))?;
-        let deadline = start + limit;
-        match client.receive(Some(deadline)) {
+        let mut frames = Vec::with_capacity(128);
+        let hello = Request::Hello(Hello::new("dynamodctl"));
+        encode_into(&hello, &mut frames).map_err(ClientError::Proto)?;
+        if let Some(first) = first {
+            encode_into(first, &mut frames).map_err(ClientError::Proto)?;
+        }
+        client.write(&frames)?;
+        match client.receive(Some(start + limit)) {
             Ok(Response::Hello(h)) if h.version == PROTOCOL_VERSION => Ok(client),
             Ok(Response::Hello(h)) => Err(ClientError::Version { theirs: h.version }),
             Ok(Response::Error { kind, message }) => Err(ClientError::Server { kind, message }),
             Ok(other) => Err(ClientError::Unexpected(variant(&other).to_owned())),
-            Err(ClientError::Timeout { .. }) => Err(no_answer()),
+            Err(ClientError::Timeout { .. }) => Err(client.no_answer()),
             Err(e) => Err(e),
         }
     }
@@ -138,7 +152,15 @@ impl Client {
         request: &Request,
         timeout: Option<Duration>,
     ) -> Result<Response, ClientError> {
-        self.send(request)?;
+        let frame = dynamod_proto::encode(request).map_err(ClientError::Proto)?;
+        self.write(&frame)?;
+        self.answer(timeout)
+    }
+
+    /// Waits for the answer to the request already sent (the one given to
+    /// [`Client::connect_with`]), at most `timeout` (forever with `None`).
+    /// A [`Response::Error`] comes back as [`ClientError::Server`].
+    pub fn answer(&mut self, timeout: Option<Duration>) -> Result<Response, ClientError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         match self.receive(deadline) {
             Ok(Response::Error { kind, message }) => Err(ClientError::Server { kind, message }),
@@ -150,14 +172,36 @@ impl Client {
         }
     }
 
-    fn send(&mut self, request: &Request) -> Result<(), ClientError> {
-        let frame = dynamod_proto::encode(request).map_err(ClientError::Proto)?;
-        self.stream.write_all(&frame).map_err(ClientError::Io)
+    fn no_answer(&self) -> ClientError {
+        ClientError::NoAnswer {
+            path: self.path.clone(),
+            after: self.limit,
+        }
+    }
+
+    /// Writes all of `bytes`; the socket's send timeout (the connect limit) bounds each write,
+    /// so an svmgr that stopped reading cannot hang dynamodctl.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match self.stream.write_all(bytes) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(self.no_answer())
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(ClientError::Closed),
+            Err(e) => Err(ClientError::Io(e)),
+        }
     }
 
     fn receive(&mut self, deadline: Option<Instant>) -> Result<Response, ClientError> {
         let started = Instant::now();
-        let mut buf = vec![0; 64 * 1024];
+        let mut buf = [0; READ_CHUNK];
+        // The timeout last given to the socket: set again only when the deadline is nearer.
+        let mut armed: Option<Option<Duration>> = None;
         loop {
             if let Some(r) = self
                 .decoder
@@ -178,23 +222,71 @@ impl Client {
                 }
                 None => None,
             };
-            self.stream
-                .set_read_timeout(timeout)
-                .map_err(ClientError::Io)?;
+            if armed != Some(timeout) {
+                self.stream
+                    .set_read_timeout(timeout)
+                    .map_err(ClientError::Io)?;
+                armed = Some(timeout);
+            }
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ClientError::Closed),
-                Ok(n) => self.decoder.push(&buf[..n]),
+                Ok(n) => {
+                    self.decoder.push(&buf[..n]);
+                    // The next read waits at most what is left of the deadline.
+                    if deadline.is_some() {
+                        armed = None;
+                    }
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    ) =>
+                {
+                    armed = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => armed = None,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                     return Err(ClientError::Closed);
                 }
                 Err(e) => return Err(ClientError::Io(e)),
             }
+        }
+    }
+}
+
+/// Connects a Unix stream socket to `path` in the calling thread. A Unix `connect(2)` blocks
+/// only while svmgr's accept backlog is full, and then for at most the socket's send timeout
+/// (`SO_SNDTIMEO`, see unix(7) and `unix_stream_connect`), after which it fails with `EAGAIN`:
+/// so the timeout set before connecting bounds it, and stays set to bound every write.
+fn connect_within(path: &Path, limit: Duration) -> Result<UnixStream, ClientError> {
+    let failed = |source: io::Error| ClientError::Connect {
+        path: path.to_owned(),
+        source,
+    };
+    let addr = UnixAddr::new(path).map_err(|e| failed(e.into()))?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| ClientError::Io(e.into()))?;
+    // A zero timeout would mean "none"; a limit under a microsecond rounds up.
+    let micros = limit.as_micros().clamp(1, i64::MAX as u128) as i64;
+    setsockopt(&fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))
+        .map_err(|e| ClientError::Io(e.into()))?;
+    loop {
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(UnixStream::from(fd)),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                return Err(ClientError::NoAnswer {
+                    path: path.to_owned(),
+                    after: limit,
+                });
+            }
+            Err(e) => return Err(failed(e.into())),
         }
     }
 }

@@ -178,12 +178,17 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
         Command::Logs(args) => return run_logs(cli, args, colour),
         _ => {}
     }
-    let mut client = Client::connect(&cli.socket, CONNECT_TIMEOUT)?;
+    let Some((what, request, timeout)) = first_request(cli, quick) else {
+        return unreachable_command();
+    };
+    // The hello and the request go out together: one round trip for the usual one question.
+    let mut client = Client::connect_with(&cli.socket, CONNECT_TIMEOUT, &request)?;
+    let answer = client.answer(timeout);
     match &cli.command {
         Command::List => {
-            let list = match client.request(&Request::List, quick).context("list")? {
+            let list = match answer.context(what.clone())? {
                 Response::List(l) => l,
-                other => return unexpected("list", &other),
+                other => return unexpected(&what, &other),
             };
             let text = if cli.json {
                 json::to_text(&json::list(&list))?
@@ -193,9 +198,9 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
             Ok(Outcome::ok(text))
         }
         Command::Tree => {
-            let tree = match client.request(&Request::Tree, quick).context("tree")? {
+            let tree = match answer.context(what.clone())? {
                 Response::Tree(t) => t,
-                other => return unexpected("tree", &other),
+                other => return unexpected(&what, &other),
             };
             let text = if cli.json {
                 json::to_text(&json::tree(&tree))?
@@ -204,12 +209,8 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
             };
             Ok(Outcome::ok(text))
         }
-        Command::Status { names } => {
-            let what = format!("status {}", names.join(" "));
-            let request = Request::Status {
-                names: names.clone(),
-            };
-            let details = match client.request(&request, quick).context(what.clone())? {
+        Command::Status { .. } => {
+            let details = match answer.context(what.clone())? {
                 Response::Status(d) => d,
                 other => return unexpected(&what, &other),
             };
@@ -221,12 +222,9 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
             Ok(Outcome::ok(text))
         }
         Command::IsHealthy => {
-            let sys = match client
-                .request(&Request::SystemState, quick)
-                .context("is-healthy")?
-            {
+            let sys = match answer.context(what.clone())? {
                 Response::SystemState(s) => s,
-                other => return unexpected("is-healthy", &other),
+                other => return unexpected(&what, &other),
             };
             let verdict = render::health(&sys);
             let text = if cli.json {
@@ -243,55 +241,15 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
                 },
             })
         }
-        Command::Start(c) | Command::Stop(c) | Command::Restart(c) => {
-            let (verb, request) = match &cli.command {
-                Command::Start(_) => (
-                    "start",
-                    Request::Start {
-                        names: c.names.clone(),
-                        no_block: c.no_block,
-                    },
-                ),
-                Command::Stop(_) => (
-                    "stop",
-                    Request::Stop {
-                        names: c.names.clone(),
-                        no_block: c.no_block,
-                    },
-                ),
-                _ => (
-                    "restart",
-                    Request::Restart {
-                        names: c.names.clone(),
-                        no_block: c.no_block,
-                    },
-                ),
-            };
-            // Blocking requests are answered when the job is done, which has no natural bound.
-            let timeout = if c.no_block { quick } else { cli.timeout };
-            let what = format!("{verb} {}", c.names.join(" "));
-            let answer = client.request(&request, timeout).context(what.clone());
-            done(cli, &what, answer)
-        }
-        Command::Reload => {
-            let answer = client
-                .request(&Request::Reload, cli.timeout)
-                .context("reload");
-            done(cli, "reload", answer)
-        }
-        Command::Reexec => {
-            let answer = client
-                .request(&Request::Reexec, cli.timeout)
-                .context("reexec");
-            done(cli, "reexec", answer)
-        }
+        Command::Start(_)
+        | Command::Stop(_)
+        | Command::Restart(_)
+        | Command::Reload
+        | Command::Reexec => done(cli, &what, answer.context(what.clone())),
         Command::Analyze(args) => {
-            let sys = match client
-                .request(&Request::SystemState, quick)
-                .context("analyze")?
-            {
+            let sys = match answer.context(what.clone())? {
                 Response::SystemState(s) => s,
-                other => return unexpected("analyze", &other),
+                other => return unexpected(&what, &other),
             };
             let details = all_details(&mut client, quick).context("analyze")?;
             let a = analyze::analyze(
@@ -313,15 +271,9 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
             };
             Ok(Outcome::ok(text))
         }
-        Command::Logs(_)
-        | Command::Check(_)
-        | Command::Generate { .. }
-        | Command::Graph(_)
-        | Command::Wait { .. } => unreachable_command(),
         Command::Shutdown { kind } => {
             let kind = dynamod_proto::ShutdownKind::from(*kind);
-            let what = format!("shutdown {}", kind.as_str());
-            match client.request(&Request::Shutdown { kind }, cli.timeout) {
+            match answer {
                 // svmgr may go down with the system before its answer gets out.
                 Err(ClientError::Closed) => {
                     let message = format!(
@@ -333,6 +285,77 @@ pub fn execute(cli: &Cli, colour: bool) -> anyhow::Result<Outcome> {
                 answer => done(cli, &what, answer.context(what.clone())),
             }
         }
+        Command::Logs(_)
+        | Command::Check(_)
+        | Command::Generate { .. }
+        | Command::Graph(_)
+        | Command::Wait { .. } => unreachable_command(),
+    }
+}
+
+/// The first request of a command that talks to svmgr: what it is called in errors, the
+/// request, and how long to wait for its answer. `None` for the commands that do not connect
+/// (or connect on their own).
+fn first_request(
+    cli: &Cli,
+    quick: Option<Duration>,
+) -> Option<(String, Request, Option<Duration>)> {
+    let change = |verb: &str, c: &cli::Change, request: Request| {
+        // Blocking requests are answered when the job is done, which has no natural bound.
+        let timeout = if c.no_block { quick } else { cli.timeout };
+        Some((format!("{verb} {}", c.names.join(" ")), request, timeout))
+    };
+    match &cli.command {
+        Command::List => Some(("list".to_owned(), Request::List, quick)),
+        Command::Tree => Some(("tree".to_owned(), Request::Tree, quick)),
+        Command::Status { names } => Some((
+            format!("status {}", names.join(" ")),
+            Request::Status {
+                names: names.clone(),
+            },
+            quick,
+        )),
+        Command::IsHealthy => Some(("is-healthy".to_owned(), Request::SystemState, quick)),
+        Command::Analyze(_) => Some(("analyze".to_owned(), Request::SystemState, quick)),
+        Command::Start(c) => change(
+            "start",
+            c,
+            Request::Start {
+                names: c.names.clone(),
+                no_block: c.no_block,
+            },
+        ),
+        Command::Stop(c) => change(
+            "stop",
+            c,
+            Request::Stop {
+                names: c.names.clone(),
+                no_block: c.no_block,
+            },
+        ),
+        Command::Restart(c) => change(
+            "restart",
+            c,
+            Request::Restart {
+                names: c.names.clone(),
+                no_block: c.no_block,
+            },
+        ),
+        Command::Reload => Some(("reload".to_owned(), Request::Reload, cli.timeout)),
+        Command::Reexec => Some(("reexec".to_owned(), Request::Reexec, cli.timeout)),
+        Command::Shutdown { kind } => {
+            let kind = dynamod_proto::ShutdownKind::from(*kind);
+            Some((
+                format!("shutdown {}", kind.as_str()),
+                Request::Shutdown { kind },
+                cli.timeout,
+            ))
+        }
+        Command::Logs(_)
+        | Command::Check(_)
+        | Command::Generate { .. }
+        | Command::Graph(_)
+        | Command::Wait { .. } => None,
     }
 }
 
