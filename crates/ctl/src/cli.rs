@@ -1,5 +1,6 @@
 //! The command line, as clap derive definitions (also the source of `--help`).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +37,87 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command lines of the frequent read commands (`status NAME...`, `list`,
+    /// `tree`, `is-healthy`, with `--socket`, `--json` and `--timeout` anywhere) without
+    /// building clap's parser, whose allocations cost a short-lived process more than the
+    /// question it asks svmgr. `socket_env` is `$DYNAMOD_SOCKET`.
+    ///
+    /// Returns `None` for anything else, including every usage error, help and version: the
+    /// caller then parses with clap, which stays the definition of the command line. Whatever
+    /// this accepts, clap parses to the same value (a unit test compares them).
+    pub fn parse_quick(
+        args: impl IntoIterator<Item = OsString>,
+        socket_env: Option<OsString>,
+    ) -> Option<Self> {
+        let mut args = args.into_iter().skip(1);
+        let mut socket: Option<PathBuf> = None;
+        let mut json = false;
+        let mut timeout: Option<Duration> = None;
+        let mut command: Option<Command> = None;
+        while let Some(arg) = args.next() {
+            let arg = arg.into_string().ok()?;
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+                _ => (arg.as_str(), None),
+            };
+            match flag {
+                "--json" if inline.is_none() && !json => json = true,
+                "--socket" if socket.is_none() => {
+                    socket = Some(PathBuf::from(option_value(inline, &mut args)?));
+                }
+                "--timeout" if timeout.is_none() => {
+                    timeout = Some(parse_duration(&option_value(inline, &mut args)?).ok()?);
+                }
+                _ if arg.starts_with('-') => return None,
+                _ => match &mut command {
+                    None => {
+                        command = Some(match arg.as_str() {
+                            "status" => Command::Status { names: Vec::new() },
+                            "list" => Command::List,
+                            "tree" => Command::Tree,
+                            "is-healthy" => Command::IsHealthy,
+                            _ => return None,
+                        });
+                    }
+                    Some(Command::Status { names }) => names.push(arg),
+                    Some(_) => return None,
+                },
+            }
+        }
+        if matches!(&command, Some(Command::Status { names }) if names.is_empty()) {
+            return None;
+        }
+        let socket = match socket {
+            Some(s) => s,
+            None => match socket_env {
+                Some(v) if !v.is_empty() => PathBuf::from(v),
+                Some(_) => return None,
+                None => PathBuf::from(DEFAULT_SOCKET),
+            },
+        };
+        Some(Self {
+            socket,
+            json,
+            timeout,
+            command: command?,
+        })
+    }
+}
+
+/// The value of an option, given inline (`--socket=PATH`) or as the next argument; `None`
+/// (leave it to clap) when it is missing, empty or looks like an option.
+fn option_value(
+    inline: Option<String>,
+    rest: &mut impl Iterator<Item = OsString>,
+) -> Option<String> {
+    let value = match inline {
+        Some(v) => v,
+        None => rest.next()?.into_string().ok()?,
+    };
+    (!value.is_empty() && !value.starts_with('-')).then_some(value)
 }
 
 /// The exit statuses, shown after `--help` and in the man page.
@@ -367,6 +449,105 @@ mod tests {
         assert!(Cli::try_parse_from(["dynamodctl", "logs"]).is_ok());
         assert!(Cli::try_parse_from(["dynamodctl", "graph", "--dot", "--json"]).is_err());
         assert!(Cli::try_parse_from(["dynamodctl", "wait"]).is_ok());
+    }
+
+    /// `argv` after the program name, as `parse_quick` and clap get it.
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        std::iter::once("dynamodctl")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_quick_parse_takes_the_read_commands_and_agrees_with_clap() {
+        let taken: &[&[&str]] = &[
+            &["status", "svc0500"],
+            &["status", "a", "b", "c"],
+            &["--socket", "/s", "status", "a"],
+            &["status", "a", "--socket", "/s"],
+            &["--socket=/s=t", "status", "a"],
+            &["status", "a", "--json", "b"],
+            &["--json", "--timeout", "250ms", "status", "a"],
+            &["status", "a", "--timeout=5min"],
+            &["status", "help"],
+            &["status", "a=b", "list"],
+            &["list"],
+            &["list", "--json"],
+            &["--socket", "/run/x.sock", "tree"],
+            &["is-healthy", "--timeout", "30"],
+        ];
+        // Help, version, usage errors and everything else are left to clap.
+        let declined: &[&[&str]] = &[
+            &[],
+            &["status"],
+            &["status", "--json"],
+            &["--help"],
+            &["-h"],
+            &["status", "-h"],
+            &["--version"],
+            &["-V"],
+            &["help"],
+            &["help", "status"],
+            &["status", "a", "--"],
+            &["status", "--", "-a"],
+            &["status", "-a"],
+            &["status", "-"],
+            &["--json", "--json", "list"],
+            &["--json=true", "list"],
+            &["--socket", "/a", "--socket", "/b", "list"],
+            &["--socket", "list"],
+            &["--socket", "--json", "list"],
+            &["--socket=", "list"],
+            &["--timeout", "0", "list"],
+            &["--timeout", "5 days", "list"],
+            &["--timeout", "-1", "list"],
+            &["--timeout", "1s", "--timeout", "2s", "list"],
+            &["list", "extra"],
+            &["tree", "--no-block"],
+            &["lis"],
+            &["start", "a"],
+            &["stop", "a", "--no-block"],
+            &["logs", "web"],
+            &["check"],
+            &["wait"],
+            &["shutdown", "reboot"],
+        ];
+        let env = std::env::var_os("DYNAMOD_SOCKET");
+        for args in taken {
+            let quick = Cli::parse_quick(argv(args), env.clone());
+            let clap = Cli::try_parse_from(argv(args));
+            match (quick, clap) {
+                (Some(q), Ok(c)) => assert_eq!(format!("{q:?}"), format!("{c:?}"), "{args:?}"),
+                (q, c) => panic!("{args:?}: quick {q:?}, clap {c:?}"),
+            }
+        }
+        for args in declined {
+            assert!(
+                Cli::parse_quick(argv(args), env.clone()).is_none(),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_quick_parse_takes_the_socket_from_the_environment_unless_given() {
+        let env = Some(OsString::from("/env.sock"));
+        let cli = Cli::parse_quick(argv(&["list"]), env.clone()).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/env.sock"));
+        let cli = Cli::parse_quick(argv(&["list", "--socket", "/s"]), env).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/s"));
+        let cli = Cli::parse_quick(argv(&["list"]), None).unwrap();
+        assert_eq!(cli.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(Cli::parse_quick(argv(&["list"]), Some(OsString::new())).is_none());
+    }
+
+    #[test]
+    fn the_quick_parse_leaves_arguments_that_are_not_utf8_to_clap() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut args = argv(&["status"]);
+        args.push(OsString::from_vec(vec![b's', 0xff]));
+        assert!(Cli::parse_quick(args, None).is_none());
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Outcome {
 
 /// The program: parse the command line, run it, print, and return the exit status.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let quick = Cli::parse_quick(std::env::args_os(), std::env::var_os("DYNAMOD_SOCKET"));
+    let cli = match quick.map_or_else(Cli::try_parse, Ok) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout and exit 0; usage errors to stderr and exit 2.
