@@ -1,4 +1,5 @@
-//! The command line, as clap derive definitions (also the source of `--help`).
+//! The command line, as clap derive definitions (also the source of `--help`), and a quick
+//! parse of the frequent read commands that skips building clap's parser ([`Cli::parse_quick`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -454,3 +454,102 @@ fn output_from_services_cannot_reach_the_terminal_raw() {
     let out = svmgr.run(&["start", "web"]);
     assert_eq!(stdout(&out), "web: \\x1b]0;pwned\\x07ok\n");
 }
+
+/// Waits for `child` at most a minute, so a hang fails the test instead of stalling it.
+fn finish(mut child: std::process::Child) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dynamodctl hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_hello_and_the_request_go_out_before_svmgr_answers_the_hello() {
+    let dir = std::env::temp_dir().join(format!("dynamodctl-pipe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("control.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        // A client that waited for the hello before asking would send nothing more: give up
+        // then instead of waiting forever.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut dec = FrameDecoder::new();
+        let first = read(&mut stream, &mut dec);
+        let second = read(&mut stream, &mut dec);
+        write(&mut stream, &Response::Hello(Hello::new("dynamod-svmgr")));
+        write(&mut stream, &Response::List(summaries()));
+        (first, second)
+    });
+    let child = ctl()
+        .arg("--socket")
+        .arg(&socket)
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    let (first, second) = server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(matches!(first, Some(Request::Hello(_))), "{first:?}");
+    assert_eq!(second, Some(Request::List));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("SERVICE  STATE"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_full_accept_queue_ends_in_no_answer_instead_of_a_hang() {
+    use std::os::fd::AsRawFd;
+
+    use dynamod_sys::nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+    };
+
+    let dir = std::env::temp_dir().join(format!("dynamodctl-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("control.sock");
+    // A listener that never accepts, with room for one pending connection, which is taken.
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let _pending = UnixStream::connect(&path).unwrap();
+    let child = ctl()
+        .arg("--socket")
+        .arg(&path)
+        .args(["status", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "dynamodctl: svmgr at {} did not answer within 5s\n",
+            path.display()
+        )
+    );
+}
