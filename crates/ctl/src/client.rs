@@ -271,11 +271,11 @@ fn connect_within(path: &Path, limit: Duration) -> Result<UnixStream, ClientErro
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| ClientError::Io(e.into()))?;
+    .map_err(|e| failed(e.into()))?;
     // A zero timeout would mean "none"; a limit under a microsecond rounds up.
     let micros = limit.as_micros().clamp(1, i64::MAX as u128) as i64;
     setsockopt(&fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))
-        .map_err(|e| ClientError::Io(e.into()))?;
+        .map_err(|e| failed(e.into()))?;
     loop {
         match connect(fd.as_raw_fd(), &addr) {
             Ok(()) => return Ok(UnixStream::from(fd)),
