@@ -40,7 +40,16 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 pub enum Event {
     /// Start every service (boot).
     Boot,
-    /// The runtime started the process asked for by [`Action::Spawn`].
+    /// The process asked for by [`Action::Spawn`] exists but has not run its program yet; the
+    /// outcome follows as [`Event::Spawned`] or [`Event::SpawnFailed`]. Until then a stop
+    /// signals this PID.
+    Forked {
+        /// The service.
+        svc: SvcId,
+        /// Its PID.
+        pid: i32,
+    },
+    /// The runtime started the process asked for by [`Action::Spawn`]: it runs its program.
     Spawned {
         /// The service.
         svc: SvcId,
@@ -375,6 +384,7 @@ impl Core {
     pub fn handle(&mut self, now: Time, event: Event) -> Vec<Action> {
         match event {
             Event::Boot => self.boot(now),
+            Event::Forked { svc, pid } => self.on_forked(svc, pid),
             Event::Spawned { svc, pid } => self.on_spawned(now, svc, pid),
             Event::SpawnFailed { svc, error } => self.on_spawn_failed(now, svc, error),
             Event::MainPid { svc, pid } => self.on_main_pid(now, svc, pid),
@@ -517,6 +527,13 @@ impl Core {
                 s.phase = Phase::Waiting;
                 s.since = now;
             }
+        }
+    }
+
+    fn on_forked(&mut self, svc: SvcId, pid: i32) {
+        let s = &mut self.services[svc.0];
+        if matches!(s.phase, Phase::Starting { .. }) && s.pid.is_none() {
+            s.pid = Some(pid);
         }
     }
 

@@ -825,3 +825,56 @@ fn restored_services_are_neither_duplicated_nor_rerun_at_boot() {
     sim.advance(Duration::from_secs(1));
     assert_eq!(sim.spawned, ["fresh", "daemon"]);
 }
+
+#[test]
+fn a_forked_process_is_not_ready_until_it_runs_its_program() {
+    let mut sim = Sim::new(config(vec![svc("a"), requires(svc("b"), &["a"])], vec![]));
+    let boot = sim.core.handle(sim.now, Event::Boot);
+    let a = sim.id("a");
+    assert!(boot.contains(&Action::Spawn(a)));
+    let forked = sim.core.handle(sim.now, Event::Forked { svc: a, pid: 7 });
+    assert!(!forked.contains(&Action::Spawn(sim.id("b"))));
+    assert_eq!(sim.state("a"), ServiceState::Starting);
+    let spawned = sim.core.handle(sim.now, Event::Spawned { svc: a, pid: 7 });
+    assert_eq!(sim.state("a"), ServiceState::Running);
+    assert!(spawned.contains(&Action::Spawn(sim.id("b"))));
+}
+
+#[test]
+fn stopping_a_forked_process_signals_it_instead_of_forgetting_it() {
+    let mut sim = Sim::new(config(vec![svc("a")], vec![]));
+    sim.core.handle(sim.now, Event::Boot);
+    let a = sim.id("a");
+    sim.core.handle(sim.now, Event::Forked { svc: a, pid: 7 });
+    let stop = sim.core.handle(sim.now, Event::Stop { svc: a });
+    assert!(stop.contains(&Action::Stop(a)));
+    assert_eq!(sim.state("a"), ServiceState::Stopping);
+    // The outcome of the start still arrives, then the exit.
+    sim.core.handle(sim.now, Event::Spawned { svc: a, pid: 7 });
+    sim.core.handle(
+        sim.now,
+        Event::Exited {
+            svc: a,
+            status: ExitStatus::Signaled(15),
+        },
+    );
+    assert_eq!(sim.state("a"), ServiceState::Stopped);
+}
+
+#[test]
+fn a_forked_process_that_fails_before_exec_is_a_spawn_failure() {
+    let mut sim = Sim::new(config(vec![svc("a")], vec![]));
+    sim.core.handle(sim.now, Event::Boot);
+    let a = sim.id("a");
+    sim.core.handle(sim.now, Event::Forked { svc: a, pid: 7 });
+    let failed = sim.core.handle(
+        sim.now,
+        Event::SpawnFailed {
+            svc: a,
+            error: "chdir /nowhere: No such file or directory".into(),
+        },
+    );
+    sim.run(failed);
+    assert!(sim.logged("failed to start 'a': chdir /nowhere: No such file or directory"));
+    assert_eq!(sim.state("a"), ServiceState::Restarting);
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use dynamod_config::{Readiness, ServiceConfig, ServiceType};
 use dynamod_sys::nix;
-use dynamod_sys::spawn::{Child, Command, SpawnError, Stdio};
+use dynamod_sys::spawn::{Child, Command, Pending, SpawnError, Stdio};
 
 use crate::users;
 
@@ -16,13 +16,19 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// fd number of the readiness pipe for `readiness.type = "fd"`.
 pub const READY_FD: i32 = 3;
 
-/// Where svmgr keeps things and reads users from.
+/// Where svmgr keeps things and reads users from, and how its fds are laid out.
 #[derive(Debug, Clone)]
 pub struct Paths {
     /// Runtime directory (`/run/dynamod`).
     pub runtime: PathBuf,
     /// Directory holding `passwd` and `group` (`/etc`).
     pub etc: PathBuf,
+    /// svmgr keeps the fds it holds for running services at or above this number, so the fds
+    /// it hands to a new child have low numbers and the child copies only those (see
+    /// `dynamod_sys::spawn`); `None` when the fd limit leaves no room.
+    pub fd_floor: Option<i32>,
+    /// The open-files limit services get unless they set one (svmgr raises its own).
+    pub service_nofile: Option<(u64, u64)>,
 }
 
 /// Why a service could not be started.
@@ -61,8 +67,8 @@ fn setup(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError 
 /// A started service process and the parent's ends of its channels.
 #[derive(Debug)]
 pub struct Launched {
-    /// The process.
-    pub child: Child,
+    /// The process, possibly still on its way to `execve` (its watch tells).
+    pub child: Pending,
     /// Read end of its stdout pipe (none when it runs on a terminal).
     pub stdout: Option<OwnedFd>,
     /// Read end of its stderr pipe.
@@ -83,7 +89,16 @@ pub fn notify_path(paths: &Paths, name: &str) -> PathBuf {
     paths.runtime.join("notify").join(name)
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
+/// Moves an fd svmgr keeps for the life of a service above the floor.
+fn keep_high(fd: OwnedFd, paths: &Paths) -> OwnedFd {
+    match paths.fd_floor {
+        Some(min) => dynamod_sys::fd::move_above(fd, min),
+        None => fd,
+    }
+}
+
+/// A pipe whose read end svmgr keeps (non-blocking); `log` pipes get a 1 MiB buffer.
+fn pipe(log: bool) -> Result<(OwnedFd, OwnedFd), LaunchError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
         .map_err(|e| LaunchError::Setup {
             what: "pipe".into(),
@@ -92,7 +107,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
         .and_then(|(r, w)| {
             // A larger pipe absorbs bursts between two reads of svmgr (1 MiB, the default
             // pipe-max-size; a refusal only leaves the default 64 KiB).
-            let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+            if log {
+                let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+            }
             // Only the read end stays non-blocking; the service's end must block normally.
             nix::fcntl::fcntl(
                 &w,
@@ -106,7 +123,8 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
         })
 }
 
-/// Starts the service's main process.
+/// Starts the service's main process. Returns once the process exists: whether it runs its
+/// program arrives later through [`Pending::watch`].
 pub fn launch(
     cfg: &ServiceConfig,
     paths: &Paths,
@@ -116,6 +134,12 @@ pub fn launch(
     cmd.args(&cfg.exec[1..]);
     if let Some(fd) = cgroup {
         cmd.cgroup(fd);
+    }
+    if let Some(min) = paths.fd_floor {
+        cmd.parent_fds_above(min);
+    }
+    if let Some((soft, hard)) = paths.service_nofile {
+        cmd.rlimit(libc_nofile(), soft, hard);
     }
 
     // Credentials first: a failure must abort before anything else happens.
@@ -204,13 +228,13 @@ pub fn launch(
         cmd.controlling_tty(true);
         cmd.env("TERM", "linux");
     } else {
-        let (or, ow) = pipe()?;
-        let (er, ew) = pipe()?;
+        let (or, ow) = pipe(true)?;
+        let (er, ew) = pipe(true)?;
         cmd.stdin(Stdio::Null)
             .stdout(Stdio::Fd(ow))
             .stderr(Stdio::Fd(ew));
-        stdout_r = Some(or);
-        stderr_r = Some(er);
+        stdout_r = Some(keep_high(or, paths));
+        stderr_r = Some(keep_high(er, paths));
     }
 
     // Readiness channels exist before the process, so an early message is never lost.
@@ -222,6 +246,7 @@ pub fn launch(
         }
         let _ = std::fs::remove_file(&path);
         let sock = UnixDatagram::bind(&path).map_err(setup(format!("bind {}", path.display())))?;
+        let sock = UnixDatagram::from(keep_high(OwnedFd::from(sock), paths));
         sock.set_nonblocking(true).map_err(setup("notify socket"))?;
         set_passcred(&sock)?;
         if let Some(c) = &creds {
@@ -233,13 +258,13 @@ pub fn launch(
     }
     let mut ready_fd = None;
     if cfg.readiness.kind == Readiness::Fd {
-        let (r, w) = pipe()?;
+        let (r, w) = pipe(false)?;
         cmd.pass_fd(w, READY_FD);
         cmd.env("DYNAMOD_READY_FD", READY_FD.to_string());
-        ready_fd = Some(r);
+        ready_fd = Some(keep_high(r, paths));
     }
 
-    let child = cmd.spawn()?;
+    let child = cmd.start()?;
     Ok(Launched {
         child,
         stdout: stdout_r,
@@ -247,6 +272,39 @@ pub fn launch(
         notify,
         ready_fd,
     })
+}
+
+/// `RLIMIT_NOFILE` as `Command::rlimit` takes it.
+fn libc_nofile() -> i32 {
+    dynamod_sys::nix::sys::resource::Resource::RLIMIT_NOFILE as i32
+}
+
+/// Raises svmgr's own open-files limit (each running service holds a few fds here) and returns
+/// the limit services should get instead: the soft limit svmgr was started with, under the
+/// raised hard limit (`None` when nothing changed).
+pub fn raise_nofile() -> Option<(u64, u64)> {
+    use dynamod_sys::nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    // Privileged: as high as the kernel allows, capped; otherwise up to the hard limit.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let wanted = nr_open.min(1 << 19).max(hard);
+    let new_hard = if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_ok() {
+        wanted
+    } else if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        return None;
+    };
+    (new_hard != soft).then_some((soft, new_hard))
+}
+
+/// The fd floor for a process whose open-files limit is `limit`: 1024 when there is room for a
+/// useful number of fds above it.
+pub fn fd_floor(limit: u64) -> Option<i32> {
+    (limit >= 4096).then_some(1024)
 }
 
 /// Translates `[namespace]` into a plan for the spawn.

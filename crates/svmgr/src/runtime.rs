@@ -40,7 +40,12 @@ const T_PIPE: u64 = 2 << 32;
 const T_NOTIFY: u64 = 3 << 32;
 const T_READY: u64 = 4 << 32;
 const T_PIDFD: u64 = 5 << 32;
+const T_EXEC: u64 = 6 << 32;
 const SLOT_MASK: u64 = (1 << 32) - 1;
+
+/// Starts whose child has not copied its fds yet, at most: their fds sit at low numbers, which
+/// every new child copies, so a burst of starts goes through this window.
+const MAX_SPAWNING: usize = 32;
 
 /// Clients beyond this are refused (closed at once) so a flood cannot exhaust fds.
 const MAX_CLIENTS: usize = 512;
@@ -85,6 +90,8 @@ pub(crate) struct SvcRt {
     pub oom_kills: u64,
     /// Start time (clock ticks since boot) of the main process, for the state file.
     pub start_time: u64,
+    /// The main process exists but has not been seen running its program yet.
+    pub exec: Option<dynamod_sys::spawn::ExecWatch>,
 }
 
 struct Pipe {
@@ -95,6 +102,17 @@ struct Pipe {
     splitter: LineSplitter,
     /// Key under which init holds a copy of this read end.
     parked: Option<String>,
+}
+
+/// What the state file says of one service (see [`crate::state`]); compared without formatting
+/// so an unchanged service costs nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Persisted {
+    state: &'static str,
+    pid: i32,
+    start_time: u64,
+    restarts: u32,
+    ready: bool,
 }
 
 /// What a polled probe looks for.
@@ -174,7 +192,16 @@ pub struct Runtime {
     adopted: HashMap<i32, SvcId>,
     /// The state file needs rewriting.
     state_dirty: bool,
-    last_state: String,
+    /// The state file.
+    journal: crate::state::Journal,
+    /// What the journal last said of each service (`None`: nothing yet).
+    persisted: Vec<Option<Persisted>>,
+    /// Saving failed last time (warned once until it works again).
+    state_failing: bool,
+    /// Services whose new process has not copied its fds yet (see [`MAX_SPAWNING`]).
+    spawning: std::collections::HashSet<SvcId>,
+    /// Starts waiting for room among `spawning`, in order.
+    spawn_queue: VecDeque<SvcId>,
     queue: LogQueue,
     jobs: Vec<Job>,
     finish: Option<Finish>,
@@ -335,9 +362,14 @@ impl Runtime {
         let rt = (0..core.services().count())
             .map(|_| SvcRt::default())
             .collect();
+        let service_nofile = launch::raise_nofile();
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(0, |(soft, _)| soft);
         let paths = Paths {
             runtime: opts.runtime.clone(),
             etc: opts.etc.clone(),
+            fd_floor: launch::fd_floor(limit),
+            service_nofile,
         };
         Ok(Runtime {
             core,
@@ -362,7 +394,11 @@ impl Runtime {
             orphan_status: HashMap::new(),
             adopted: HashMap::new(),
             state_dirty: true,
-            last_state: String::new(),
+            journal: crate::state::Journal::new(opts.runtime.join("state")),
+            persisted: Vec::new(),
+            state_failing: false,
+            spawning: std::collections::HashSet::new(),
+            spawn_queue: VecDeque::new(),
             queue: LogQueue::new(now_us(), MAX_QUEUE_BYTES),
             jobs: Vec::new(),
             finish: None,
@@ -437,6 +473,7 @@ impl Runtime {
             for ev in &events[..n] {
                 self.dispatch(ev.data(), ev.events());
             }
+            self.pump_spawns();
             let now = self.now();
             let actions = self.core.tick(now);
             self.execute(actions);
@@ -486,6 +523,7 @@ impl Runtime {
             t if t & !SLOT_MASK == T_NOTIFY => self.on_notify(SvcId((t & SLOT_MASK) as usize)),
             t if t & !SLOT_MASK == T_READY => self.on_ready_fd(SvcId((t & SLOT_MASK) as usize)),
             t if t & !SLOT_MASK == T_PIDFD => self.on_adopted_exit((t & SLOT_MASK) as i32),
+            t if t & !SLOT_MASK == T_EXEC => self.resolve_exec(SvcId((t & SLOT_MASK) as usize)),
             _ => {}
         }
     }
@@ -499,7 +537,14 @@ impl Runtime {
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             let more = match a {
-                Action::Spawn(id) => self.spawn(id),
+                Action::Spawn(id) => {
+                    if self.spawning.len() >= MAX_SPAWNING {
+                        self.spawn_queue.push_back(id);
+                        Vec::new()
+                    } else {
+                        self.spawn(id)
+                    }
+                }
                 Action::Stop(id) => {
                     self.stop(id);
                     Vec::new()
@@ -554,14 +599,30 @@ impl Runtime {
                     self.rt[id.0].oom_baseline = crate::cgroup::oom_kills(&p.path).unwrap_or(0);
                     self.rt[id.0].cgroup = Some(p.path);
                 }
-                let pid = l.child.pid;
-                tracing::debug!(service = %cfg.name, pid, "spawned");
+                let dynamod_sys::spawn::Pending {
+                    child,
+                    watch,
+                    start_ticks,
+                } = l.child;
+                let pid = child.pid;
+                tracing::debug!(service = %cfg.name, pid, "forked");
                 self.pids.insert(pid, id);
+                let watched = self
+                    .epoll
+                    .add(
+                        watch.fd(),
+                        EpollEvent::new(EpollFlags::EPOLLIN, T_EXEC | id.0 as u64),
+                    )
+                    .is_ok();
                 let rt = &mut self.rt[id.0];
                 rt.pid = Some(pid);
-                rt.pidfd = Some(l.child.pidfd);
-                rt.start_time =
-                    process::start_time_ticks(std::path::Path::new("/proc"), pid).unwrap_or(0);
+                rt.pidfd = Some(child.pidfd);
+                rt.start_time = match start_ticks {
+                    Some(t) => t,
+                    None => {
+                        process::start_time_ticks(std::path::Path::new("/proc"), pid).unwrap_or(0)
+                    }
+                };
                 rt.since_wall = Some(SystemTime::now());
                 rt.status_text = None;
                 let mut park = Vec::new();
@@ -592,7 +653,7 @@ impl Runtime {
                     );
                     self.rt[id.0].ready_fd = Some(fd);
                 }
-                let actions = self.core.handle(now, Event::Spawned { svc: id, pid });
+                let mut actions = self.core.handle(now, Event::Forked { svc: id, pid });
                 let interval = match cfg.readiness.kind {
                     Readiness::TcpPort { .. } => Some(Duration::from_millis(100)),
                     Readiness::Exec { interval, .. } => Some(interval),
@@ -610,6 +671,17 @@ impl Runtime {
                         },
                     );
                 }
+                if watch.holds_fds() {
+                    self.spawning.insert(id);
+                }
+                self.rt[id.0].exec = Some(watch);
+                if !watched {
+                    // Without the poller's help, wait for the outcome here.
+                    if let Some(w) = self.rt[id.0].exec.as_mut() {
+                        let _ = w.wait();
+                    }
+                    actions.extend(self.exec_outcome(id, false));
+                }
                 actions
             }
             Err(e) => self.core.handle(
@@ -619,6 +691,80 @@ impl Runtime {
                     error: e.to_string(),
                 },
             ),
+        }
+    }
+
+    /// Starts queued services while there is room (see [`MAX_SPAWNING`]). A queued start is
+    /// dropped when the service is no longer starting or already has a process (it was stopped,
+    /// or started again, meanwhile).
+    fn pump_spawns(&mut self) {
+        while self.spawning.len() < MAX_SPAWNING {
+            let Some(id) = self.spawn_queue.pop_front() else {
+                return;
+            };
+            let starting = self.core.state(id) == dynamod_proto::ServiceState::Starting;
+            if !starting || self.rt[id.0].pid.is_some() || self.rt[id.0].exec.is_some() {
+                continue;
+            }
+            let a = self.spawn(id);
+            self.execute(a);
+        }
+    }
+
+    /// The status pipe of a starting service became readable (or an event of the service needs
+    /// its outcome first).
+    fn resolve_exec(&mut self, id: SvcId) {
+        let a = self.exec_outcome(id, false);
+        self.execute(a);
+    }
+
+    /// Turns the outcome of a pending start into the core's `Spawned` or `SpawnFailed`; nothing
+    /// while the child is still on its way. Every event about a service (readiness, notify,
+    /// exit) comes after this, so the core always learns that the program runs first.
+    fn exec_outcome(&mut self, id: SvcId, exited: bool) -> Vec<Action> {
+        let Some(watch) = self.rt[id.0].exec.as_mut() else {
+            return Vec::new();
+        };
+        let outcome = if exited {
+            watch.child_exited()
+        } else {
+            watch.poll()
+        };
+        if !watch.holds_fds() {
+            self.spawning.remove(&id);
+        }
+        if matches!(outcome, dynamod_sys::spawn::ExecOutcome::InProgress) {
+            return Vec::new();
+        }
+        if let Some(w) = self.rt[id.0].exec.take() {
+            let _ = self.epoll.delete(w.fd());
+        }
+        let now = self.now();
+        let Some(pid) = self.rt[id.0].pid else {
+            return Vec::new();
+        };
+        match outcome {
+            dynamod_sys::spawn::ExecOutcome::Failed(e) => {
+                // The child exits with 127 on its own; its exit is not the service's.
+                self.pids.remove(&pid);
+                self.helpers.insert(pid, (id, "failed start"));
+                self.cancel_readiness(id);
+                let rt = &mut self.rt[id.0];
+                rt.pid = None;
+                rt.pidfd = None;
+                self.state_dirty = true;
+                self.core.handle(
+                    now,
+                    Event::SpawnFailed {
+                        svc: id,
+                        error: e.to_string(),
+                    },
+                )
+            }
+            _ => {
+                tracing::debug!(pid, "running its program");
+                self.core.handle(now, Event::Spawned { svc: id, pid })
+            }
         }
     }
 
@@ -832,6 +978,13 @@ impl Runtime {
                 }
             }
             return;
+        }
+        if let Some(&svc) = self.pids.get(&pid)
+            && self.rt[svc.0].exec.is_some()
+        {
+            // The start's outcome first.
+            let a = self.exec_outcome(svc, true);
+            self.execute(a);
         }
         let Some(svc) = self.pids.remove(&pid) else {
             // An orphan reparented to us (double fork): reaped, nothing else to do.
@@ -1284,6 +1437,7 @@ impl Runtime {
     // ---- readiness ----------------------------------------------------------------------
 
     fn on_notify(&mut self, id: SvcId) {
+        self.resolve_exec(id);
         let mut buf = vec![0u8; notify::MAX_DATAGRAM + 1];
         loop {
             let Some(sock) = &self.rt[id.0].notify else {
@@ -1375,16 +1529,13 @@ impl Runtime {
     }
 
     fn on_ready_fd(&mut self, id: SvcId) {
+        self.resolve_exec(id);
         let mut buf = [0u8; 256];
         let Some(fd) = &self.rt[id.0].ready_fd else {
             return;
         };
-        let mut file = match fd.try_clone() {
-            Ok(f) => std::fs::File::from(f),
-            Err(_) => return,
-        };
         let now = self.now();
-        match file.read(&mut buf) {
+        match nix::unistd::read(fd, &mut buf) {
             Ok(0) => {
                 self.cancel_readiness(id);
                 let a = self.core.handle(
@@ -1683,6 +1834,9 @@ impl Runtime {
         let now = self.now();
         let (summary, actions) = self.core.reload(now, &config);
         self.rt.resize_with(self.core.slots(), SvcRt::default);
+        // Services may have come and gone: write the state file afresh.
+        self.journal = crate::state::Journal::new(self.opts.runtime.join("state"));
+        self.state_dirty = true;
         self.execute(actions);
         summary
     }
@@ -1962,46 +2116,89 @@ impl Runtime {
         }
     }
 
-    /// Rewrites the state file when something changed.
+    /// What the state file must say of one service now.
+    fn persisted_now(&self, id: SvcId, s: &dynamod_core::Service) -> Persisted {
+        let rt = &self.rt[id.0];
+        let state = match s.state() {
+            dynamod_proto::ServiceState::Running | dynamod_proto::ServiceState::Starting => {
+                "running"
+            }
+            dynamod_proto::ServiceState::Done => "done",
+            dynamod_proto::ServiceState::Stopped if !s.boot_wanted => "stopped",
+            dynamod_proto::ServiceState::Failed => "failed",
+            _ => "gone",
+        };
+        let pid = rt.pid.unwrap_or(0);
+        let state = if state == "running" && pid == 0 {
+            "gone"
+        } else {
+            state
+        };
+        Persisted {
+            state,
+            pid,
+            start_time: if pid > 0 { rt.start_time } else { 0 },
+            restarts: s.restarts,
+            ready: s.state() == dynamod_proto::ServiceState::Running,
+        }
+    }
+
+    fn state_line(&self, id: SvcId, name: &str, p: &Persisted, out: &mut String) {
+        let entry = crate::state::Entry {
+            name: name.to_owned(),
+            state: p.state.to_owned(),
+            pid: p.pid,
+            start_time: p.start_time,
+            restarts: p.restarts,
+            ready: p.ready,
+            cgroup: self.rt[id.0].cgroup.clone(),
+        };
+        out.push_str(&entry.format());
+        out.push('\n');
+    }
+
+    /// Brings the state file up to date when something changed: the lines of the services whose
+    /// entry changed are appended; the whole file is rewritten at the first save and when the
+    /// journal has grown past a few times the number of services.
     fn save_state(&mut self) {
         if !self.state_dirty {
             return;
         }
         self.state_dirty = false;
+        let n = self.core.services().count();
+        self.persisted.resize(self.core.slots(), None);
+        let rewrite = !self.journal.is_open() || self.journal.lines() > 4 * n + 64;
         let mut text = String::new();
         for (id, s) in self.core.services() {
-            let rt = &self.rt[id.0];
-            let state = match s.state() {
-                dynamod_proto::ServiceState::Running | dynamod_proto::ServiceState::Starting => {
-                    "running"
+            let now = self.persisted_now(id, s);
+            if rewrite {
+                if now.state != "gone" {
+                    self.state_line(id, &s.name, &now, &mut text);
                 }
-                dynamod_proto::ServiceState::Done => "done",
-                dynamod_proto::ServiceState::Stopped if !s.boot_wanted => "stopped",
-                dynamod_proto::ServiceState::Failed => "failed",
-                _ => continue,
-            };
-            let pid = rt.pid.unwrap_or(0);
-            if state == "running" && pid == 0 {
-                continue;
+            } else if self.persisted[id.0].as_ref() != Some(&now)
+                && (now.state != "gone" || self.persisted[id.0].is_some())
+            {
+                self.state_line(id, &s.name, &now, &mut text);
             }
-            let start = if pid > 0 { rt.start_time } else { 0 };
-            let entry = crate::state::Entry {
-                name: s.name.clone(),
-                state: state.to_owned(),
-                pid,
-                start_time: start,
-                restarts: s.restarts,
-                ready: s.state() == dynamod_proto::ServiceState::Running,
-                cgroup: rt.cgroup.clone(),
-            };
-            text.push_str(&entry.format());
-            text.push('\n');
+            self.persisted[id.0] = (now.state != "gone").then_some(now);
         }
-        if text != self.last_state {
-            if let Err(e) = crate::state::save(&self.opts.runtime.join("state"), &text) {
-                tracing::warn!("cannot save state: {e}");
+        let r = if rewrite {
+            self.journal.rewrite(&text)
+        } else if text.is_empty() {
+            Ok(())
+        } else {
+            self.journal.append(&text)
+        };
+        match r {
+            Ok(()) => self.state_failing = false,
+            Err(e) => {
+                if !self.state_failing {
+                    tracing::warn!("cannot save state: {e}");
+                }
+                self.state_failing = true;
+                // A full rewrite at the next change.
+                self.journal = crate::state::Journal::new(self.opts.runtime.join("state"));
             }
-            self.last_state = text;
         }
     }
 

@@ -46,6 +46,26 @@ pub fn own_received(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// Moves `fd` to the lowest free number at or above `min` (close-on-exec) and closes the old
+/// number. A process that keeps many long-lived fds above a floor leaves the low numbers to the
+/// short-lived ones it hands to children, which lets [`crate::spawn`] give each child a copy of
+/// only those. When the move is impossible (the fd limit is at or below `min`) `fd` comes back
+/// as it was.
+pub fn move_above(fd: OwnedFd, min: RawFd) -> OwnedFd {
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    if raw >= min {
+        return fd;
+    }
+    // SAFETY: fcntl on an fd we own; the result, when valid, is a new fd nothing else owns.
+    let moved = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, min) };
+    if moved < 0 {
+        return fd;
+    }
+    drop(fd);
+    // SAFETY: `moved` was just created by F_DUPFD_CLOEXEC for us.
+    unsafe { OwnedFd::from_raw_fd(moved) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +86,22 @@ mod tests {
     fn refuses_closed_and_standard_fds() {
         assert!(take_inherited(1).is_err());
         assert!(take_inherited(987_654).is_err());
+    }
+
+    #[test]
+    fn moves_an_fd_above_a_floor_and_keeps_it_working() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let r = move_above(r, 700);
+        assert!(std::os::fd::AsRawFd::as_raw_fd(&r) >= 700);
+        nix::unistd::write(&w, b"x").unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(nix::unistd::read(&r, &mut b).unwrap(), 1);
+        // SAFETY: querying flags of an fd we own.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&r), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        // Above the limit nothing moves.
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&w);
+        let w = move_above(w, i32::MAX);
+        assert_eq!(std::os::fd::AsRawFd::as_raw_fd(&w), raw);
     }
 }

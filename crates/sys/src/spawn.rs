@@ -11,6 +11,11 @@
 //! optionally `CLONE_INTO_CGROUP` so it is inside its cgroup before its first instruction
 //! (clone3(2)). Exec failures travel back over a close-on-exec pipe, so [`Command::spawn`]
 //! reports them as errors just like `std::process`.
+//!
+//! [`Command::start`] is the same without the wait: it returns as soon as the child exists, with
+//! the read end of that pipe in a [`Pending`], so an event loop can start the next process while
+//! this one is still on its way to `execve` and learn the outcome from its poller (the pipe
+//! becomes readable: end of file means the program runs, five bytes name the step that failed).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -140,6 +145,249 @@ pub struct Child {
     pub pidfd: OwnedFd,
 }
 
+/// A started process whose `execve` may not have happened yet. See [`Command::start`].
+#[derive(Debug)]
+pub struct Pending {
+    /// The process (it exists; it may still fail before running its program).
+    pub child: Child,
+    /// Where the outcome of its start arrives.
+    pub watch: ExecWatch,
+    /// Its start time in clock ticks since boot (field 22 of `/proc/PID/stat`) when the clock
+    /// showed the same tick just before and just after `clone3`; `None` when the clone straddled
+    /// a tick (read `/proc` then).
+    pub start_ticks: Option<u64>,
+}
+
+impl Pending {
+    /// Blocks until the child has executed its program or reported a failure; on failure the
+    /// child is reaped.
+    pub fn wait(mut self) -> Result<Child, SpawnError> {
+        match self.watch.wait() {
+            Ok(()) => Ok(self.child),
+            Err(e) => {
+                let _ = crate::process::wait_pid(self.child.pid);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The read end of a child's close-on-exec status pipe (non-blocking), and for a light child
+/// what it still uses of ours.
+#[derive(Debug)]
+pub struct ExecWatch {
+    status: OwnedFd,
+    program: String,
+    pid: i32,
+    /// A light child's image: its fds stay open here until it has its own table, its memory
+    /// until it has executed or exited.
+    light: Option<Box<LightImage>>,
+}
+
+/// What a [`Pending`] start has come to.
+#[derive(Debug)]
+pub enum ExecOutcome {
+    /// The child has not reached `execve` (or its failure report) yet.
+    InProgress,
+    /// The child runs its program (or died before it could report: its exit tells).
+    Executed,
+    /// A setup step or `execve` failed; the child exits with status 127 and must still be
+    /// reaped by the caller.
+    Failed(SpawnError),
+}
+
+impl ExecWatch {
+    /// The fd to watch for readability (end of file or a failure report).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.status)
+    }
+
+    /// Whether this watch still holds fds the child has not copied yet (a light child that has
+    /// not reported its own fd table). A spawner keeps few of these at a time: they sit at low
+    /// numbers, which every light child copies.
+    pub fn holds_fds(&self) -> bool {
+        self.light.as_ref().is_some_and(|l| l.err_w.is_some())
+    }
+
+    /// Looks at the status pipe without blocking. Once the child has exited, or has written to
+    /// any fd from its program, the answer is never [`ExecOutcome::InProgress`] (after an exit,
+    /// call [`ExecWatch::child_exited`] instead).
+    pub fn poll(&mut self) -> ExecOutcome {
+        let mut buf = [0u8; 16];
+        loop {
+            match nix::unistd::read(&self.status, &mut buf) {
+                Ok(0) => {
+                    // Every write end is closed: the child executed (its memory is its own) or
+                    // is gone.
+                    self.light = None;
+                    return ExecOutcome::Executed;
+                }
+                Ok(n) => {
+                    let mut bytes = &buf[..n];
+                    if bytes[0] == UNSHARED && self.light.is_some() {
+                        // The light child has its own fds now: ours can go.
+                        if let Some(l) = self.light.as_mut() {
+                            l.held.clear();
+                            l.err_w = None;
+                        }
+                        bytes = &bytes[1..];
+                    }
+                    // The report is five bytes written at once (less than PIPE_BUF), so it
+                    // arrives whole.
+                    if bytes.len() >= 5 {
+                        let errno = i32::from_ne_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+                        self.retire();
+                        return ExecOutcome::Failed(SpawnError::Child {
+                            program: self.program.clone(),
+                            stage: Stage::from_u8(bytes[0]),
+                            source: io::Error::from_raw_os_error(errno),
+                        });
+                    }
+                    if !bytes.is_empty() {
+                        // A broken report: treated as none.
+                        self.retire();
+                        return ExecOutcome::Executed;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return ExecOutcome::InProgress,
+                Err(_) => {
+                    self.retire();
+                    return ExecOutcome::Executed;
+                }
+            }
+        }
+    }
+
+    /// The outcome once the child is known to have exited (it may already be reaped): what it
+    /// reported, or [`ExecOutcome::Executed`] when it said nothing.
+    pub fn child_exited(&mut self) -> ExecOutcome {
+        if let Some(l) = self.light.as_mut() {
+            l.held.clear();
+            l.err_w = None;
+        }
+        match self.poll() {
+            ExecOutcome::InProgress => {
+                self.retire();
+                ExecOutcome::Executed
+            }
+            other => other,
+        }
+    }
+
+    /// Blocks until the outcome is known.
+    pub fn wait(&mut self) -> Result<(), SpawnError> {
+        loop {
+            match self.poll() {
+                ExecOutcome::Executed => return Ok(()),
+                ExecOutcome::Failed(e) => return Err(e),
+                ExecOutcome::InProgress => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(_) => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the child has exited (a zombie, or already reaped), without reaping it.
+    fn child_gone(&self) -> bool {
+        // SAFETY: waitid with WNOWAIT|WNOHANG neither reaps nor blocks; `info` is a plain C
+        // struct the kernel fills (si_pid stays 0 when the child is still running).
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r = libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            );
+            if r != 0 {
+                return io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+            }
+            info.si_pid() != 0
+        }
+    }
+
+    /// Frees a light child's image once the child can no longer be using it: it reported a
+    /// failure (and is on its way to `_exit`) or said something unexpected. Waits for it to be
+    /// a zombie (without reaping it).
+    fn retire(&mut self) {
+        let Some(image) = self.light.take() else {
+            return;
+        };
+        // SAFETY: waitid with WNOWAIT leaves the child for its reaper; `info` is a plain C
+        // struct the kernel fills. ECHILD (already reaped) also means it is gone.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            loop {
+                let r = libc::waitid(
+                    libc::P_PID,
+                    self.pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                );
+                if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break r;
+                }
+            }
+        };
+        if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            drop(image);
+        } else {
+            // Not ours to wait for (should not happen): never free memory it might use.
+            std::mem::forget(image);
+        }
+    }
+}
+
+impl Drop for ExecWatch {
+    fn drop(&mut self) {
+        if self.light.is_none() {
+            return;
+        }
+        // The child may still run on our memory: wait (bounded) for it to execute, fail or die.
+        for _ in 0..500 {
+            if self.child_gone() {
+                self.light = None;
+                return;
+            }
+            match self.poll() {
+                ExecOutcome::InProgress => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u8));
+                }
+                _ => return,
+            }
+        }
+        // Stopped or stuck before exec: leaking is the only safe choice.
+        if let Some(image) = self.light.take() {
+            std::mem::forget(image);
+        }
+    }
+}
+
+/// Clock ticks since boot now (`CLOCK_BOOTTIME` in units of `_SC_CLK_TCK`), as `/proc` counts
+/// process start times.
+fn boot_ticks() -> Option<u64> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz)
+        .ok()
+        .filter(|&h| h > 0 && 1_000_000_000 % h == 0)?;
+    let ns = u64::try_from(ts.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec()).ok()?;
+    Some(ns / (1_000_000_000 / hz))
+}
+
 /// A hook run in the child after fds are arranged and before credentials change. It must only
 /// make raw system calls (no allocation, no locks). Used for namespace setup.
 pub type PreExecHook = Box<dyn FnMut() -> io::Result<()>>;
@@ -165,6 +413,7 @@ pub struct Command {
     hook: Option<PreExecHook>,
     ns: Option<crate::namespace::NamespacePlan>,
     nul_error: bool,
+    parent_fd_floor: Option<RawFd>,
 }
 
 impl std::fmt::Debug for Command {
@@ -210,6 +459,7 @@ impl Command {
             hook: None,
             ns: None,
             nul_error,
+            parent_fd_floor: None,
         }
     }
 
@@ -358,6 +608,13 @@ impl Command {
         self
     }
 
+    /// Keeps the parent's fds of this child (its pidfd and the status pipe) at or above `min`
+    /// (see [`crate::fd::move_above`]).
+    pub fn parent_fds_above(&mut self, min: RawFd) -> &mut Self {
+        self.parent_fd_floor = Some(min);
+        self
+    }
+
     /// Runs `hook` in the child before credentials change (see [`PreExecHook`]).
     pub fn pre_exec(&mut self, hook: PreExecHook) -> &mut Self {
         self.hook = Some(hook);
@@ -389,8 +646,17 @@ impl Command {
         Err(SpawnError::NotFound(self.program_display.clone()))
     }
 
-    /// Starts the process.
+    /// Starts the process and waits until it runs its program (or reports why it cannot).
     pub fn spawn(&mut self) -> Result<Child, SpawnError> {
+        self.start()?.wait()
+    }
+
+    /// Starts the process and returns as soon as it exists; [`Pending`] tells later whether it
+    /// reached its program. The fds given to the command may stay open in [`Pending::watch`]
+    /// until the child has its own copies: poll the watch (its fd becomes readable then) before
+    /// waiting for end of file on a pipe the child writes. Only a user-namespace handshake (id maps written by the parent)
+    /// makes this wait for the child.
+    pub fn start(&mut self) -> Result<Pending, SpawnError> {
         if self.nul_error {
             return Err(SpawnError::Nul);
         }
@@ -419,8 +685,18 @@ impl Command {
         }
         let max_target = plan.iter().map(|(_, t)| *t).max().unwrap_or(2);
 
-        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| SpawnError::Clone(io::Error::from(e)))?;
+        // Non-blocking on both ends: the parent polls; the child writes its five bytes into an
+        // empty pipe, which never blocks.
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| SpawnError::Clone(io::Error::from(e)))?;
+
+        // The light path: share memory and the fd table with the child until it has copied the
+        // few fds it needs (see `LightImage`). Namespaces, hooks and the user-namespace
+        // handshake keep the fork-like path.
+        if self.ns.is_none() && self.hook.is_none() && light_available() {
+            return self.start_light(program, devnull, plan, max_target, err_r, err_w);
+        }
 
         let ctx = ChildCtx {
             userns: None,
@@ -470,6 +746,7 @@ impl Command {
         };
 
         let mut pidfd: RawFd = -1;
+        let before = boot_ticks();
         let pid = clone_child(self.cgroup, ns_flags, &mut pidfd)?;
         if pid == 0 {
             // In the child. `hook` is called through a raw pointer-free path: it was boxed
@@ -485,6 +762,7 @@ impl Command {
             }
             child_main(&ctx, self.ns.as_ref());
         }
+        let after = boot_ticks();
         drop(err_w);
         // SAFETY: clone3 with CLONE_PIDFD stored a new fd in `pidfd` that nothing else owns; the
         // fork fallback opened one with pidfd_open.
@@ -511,27 +789,23 @@ impl Command {
             }
         }
 
-        // Wait for exec (EOF) or an error report (5 bytes).
-        let mut buf = [0u8; 5];
-        let mut got = 0;
-        while got < buf.len() {
-            match nix::unistd::read(&err_r, &mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            }
-        }
-        if got == buf.len() {
-            let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
-            let _ = crate::process::wait_pid(pid);
-            return Err(SpawnError::Child {
+        let (pidfd, err_r) = match self.parent_fd_floor {
+            Some(min) => (
+                crate::fd::move_above(pidfd, min),
+                crate::fd::move_above(err_r, min),
+            ),
+            None => (pidfd, err_r),
+        };
+        Ok(Pending {
+            child: Child { pid, pidfd },
+            watch: ExecWatch {
+                status: err_r,
                 program: self.program_display.clone(),
-                stage: Stage::from_u8(buf[0]),
-                source: io::Error::from_raw_os_error(errno),
-            });
-        }
-        Ok(Child { pid, pidfd })
+                pid,
+                light: None,
+            },
+            start_ticks: before.filter(|b| Some(*b) == after),
+        })
     }
 }
 
@@ -648,6 +922,341 @@ fn clone_child(cgroup: Option<RawFd>, ns_flags: u64, pidfd: &mut RawFd) -> Resul
         }
     }
     Ok(pid)
+}
+
+/// Size of the stack a light child runs on (it makes system calls and little else).
+const LIGHT_STACK: usize = 128 * 1024;
+/// Stacks kept for reuse.
+const LIGHT_POOL: usize = 64;
+/// First byte a light child writes on the status pipe: it has its own fd table now.
+const UNSHARED: u8 = 0xff;
+
+/// Stacks of light children that have executed, ready for the next ones.
+static LIGHT_STACKS: std::sync::Mutex<Vec<LightStack>> = std::sync::Mutex::new(Vec::new());
+
+/// An anonymous mapping with a guard page below it.
+#[derive(Debug)]
+struct LightStack {
+    base: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: a LightStack is only an address range we own; whoever holds it may unmap it.
+unsafe impl Send for LightStack {}
+
+impl LightStack {
+    fn take() -> Option<Self> {
+        if let Some(s) = LIGHT_STACKS.lock().ok().and_then(|mut p| p.pop()) {
+            return Some(s);
+        }
+        let page = 4096;
+        let len = LIGHT_STACK + page;
+        // SAFETY: a fresh private anonymous mapping; we own it until Drop.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: the lowest page of our own mapping becomes a guard against overflow.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            // SAFETY: unmapping what we just mapped.
+            unsafe { libc::munmap(base, len) };
+            return None;
+        }
+        Some(Self {
+            base: std::ptr::NonNull::new(base)?,
+            len,
+        })
+    }
+
+    fn give_back(self) {
+        if let Ok(mut pool) = LIGHT_STACKS.lock()
+            && pool.len() < LIGHT_POOL
+        {
+            pool.push(self);
+            return;
+        }
+        // SAFETY: our own mapping, no longer used by any child.
+        unsafe { libc::munmap(self.base.as_ptr(), self.len) };
+    }
+}
+
+/// Everything a light child reads, owned here until it cannot be reading it any more: the
+/// strings and arrays `execve` gets, the fd plan, the stack, and the fds it has not copied yet.
+/// The context points into these buffers (heap memory that does not move with the box).
+struct LightImage {
+    ctx: Option<ChildCtx<'static>>,
+    keep_below: RawFd,
+    _program: CString,
+    _devnull: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _env: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+    plan: Vec<(RawFd, RawFd)>,
+    groups: Option<Vec<libc::gid_t>>,
+    rlimits: Vec<(libc::c_int, libc::rlimit)>,
+    stack: Option<LightStack>,
+    held: Vec<OwnedFd>,
+    err_w: Option<OwnedFd>,
+}
+
+impl std::fmt::Debug for LightImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LightImage")
+            .field("keep_below", &self.keep_below)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LightImage {
+    fn drop(&mut self) {
+        self.ctx = None;
+        if let Some(s) = self.stack.take() {
+            s.give_back();
+        }
+    }
+}
+
+/// Whether the light path can be used: x86_64 (the clone trampoline is written for it) and
+/// close_range(2) with `CLOSE_RANGE_UNSHARE` (Linux 5.9, after clone3), probed once on an empty
+/// range, which closes nothing.
+fn light_available() -> bool {
+    if !cfg!(target_arch = "x86_64") {
+        return false;
+    }
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        // SAFETY: plain system call on integers; the range holds no fd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                libc::c_uint::MAX - 1,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            ) == 0
+        }
+    })
+}
+
+impl Command {
+    /// Starts the child sharing our memory and fd table (`CLONE_VM | CLONE_FILES`) instead of
+    /// copying them, which a process holding thousands of fds and megabytes of memory would
+    /// otherwise pay for at every start, and again when `execve` closes every copied fd one by
+    /// one. The child's first act is `close_range(keep_below, ~0, CLOSE_RANGE_UNSHARE)`, which
+    /// gives it a private table of only the fds below `keep_below` (its sources, which sit at
+    /// low numbers when the caller keeps its long-lived fds high, see
+    /// [`Command::parent_fds_above`]); it then says so on the status pipe and proceeds as any
+    /// child. We do not wait for any of it: the image it reads stays alive in the returned
+    /// [`ExecWatch`], its fds until it said it has its own, its memory until it executed or
+    /// exited.
+    ///
+    /// A light child shares our thread's `errno` until it executes; it only writes it when a
+    /// step fails, right before it reports and exits.
+    fn start_light(
+        &mut self,
+        program: CString,
+        devnull: CString,
+        plan: Vec<(RawFd, RawFd)>,
+        max_target: RawFd,
+        err_r: OwnedFd,
+        err_w: OwnedFd,
+    ) -> Result<Pending, SpawnError> {
+        let stack = LightStack::take()
+            .ok_or_else(|| SpawnError::Clone(io::Error::other("cannot map a child stack")))?;
+        // The sources move here: they must stay open in the shared table until the child has
+        // copied them.
+        let mut held = Vec::new();
+        for s in self.stdio.iter_mut() {
+            if matches!(s, Stdio::Fd(_))
+                && let Stdio::Fd(fd) = std::mem::replace(s, Stdio::Null)
+            {
+                held.push(fd);
+            }
+        }
+        held.extend(self.passed.drain(..).map(|(fd, _)| fd));
+        let keep_below = plan
+            .iter()
+            .map(|(src, _)| *src)
+            .chain(std::iter::once(err_w.as_raw_fd()))
+            .max()
+            .unwrap_or(2)
+            .max(2)
+            + 1;
+        let mut img = Box::new(LightImage {
+            ctx: None,
+            keep_below,
+            _program: program,
+            _devnull: devnull,
+            _argv: self.argv.clone(),
+            argv_ptrs: Vec::new(),
+            _env: self.env.clone(),
+            envp_ptrs: Vec::new(),
+            cwd: self.cwd.clone(),
+            plan,
+            groups: self.groups.clone(),
+            rlimits: self.rlimits.clone(),
+            stack: Some(stack),
+            held,
+            err_w: Some(err_w),
+        });
+        img.argv_ptrs = img._argv.iter().map(|a| a.as_ptr()).collect();
+        img.argv_ptrs.push(std::ptr::null());
+        img.envp_ptrs = img._env.iter().map(|e| e.as_ptr()).collect();
+        img.envp_ptrs.push(std::ptr::null());
+        let err_fd = img.err_w.as_ref().map_or(-1, |f| f.as_raw_fd());
+        // SAFETY: the slices point into heap buffers owned by `img`, which are neither resized
+        // nor freed while `ctx` exists (`ctx` is cleared first when the image is dropped).
+        let (plan_s, groups_s, rlimits_s) = unsafe {
+            (
+                std::slice::from_raw_parts(img.plan.as_ptr(), img.plan.len()),
+                img.groups
+                    .as_ref()
+                    .map(|g| std::slice::from_raw_parts(g.as_ptr(), g.len())),
+                std::slice::from_raw_parts(img.rlimits.as_ptr(), img.rlimits.len()),
+            )
+        };
+        img.ctx = Some(ChildCtx {
+            userns: None,
+            program: img._program.as_ptr(),
+            argv: img.argv_ptrs.as_ptr(),
+            envp: img.envp_ptrs.as_ptr(),
+            cwd: img.cwd.as_ref().map(|c| c.as_ptr()),
+            devnull: img._devnull.as_ptr(),
+            plan: plan_s,
+            max_target,
+            new_session: self.new_session,
+            process_group: self.process_group,
+            ctty: self.ctty,
+            uid: self.uid,
+            gid: self.gid,
+            groups: groups_s,
+            rlimits: rlimits_s,
+            err_fd,
+        });
+
+        let mut pidfd: RawFd = -1;
+        let before = boot_ticks();
+        let rc = clone_light(self.cgroup, &img, &mut pidfd);
+        let after = boot_ticks();
+        let pid = match rc {
+            Ok(pid) => pid,
+            Err(e) => return Err(SpawnError::Clone(e)),
+        };
+        // SAFETY: clone3 with CLONE_PIDFD stored a new fd in `pidfd` that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        let (pidfd, err_r) = match self.parent_fd_floor {
+            Some(min) => (
+                crate::fd::move_above(pidfd, min),
+                crate::fd::move_above(err_r, min),
+            ),
+            None => (pidfd, err_r),
+        };
+        Ok(Pending {
+            child: Child { pid, pidfd },
+            watch: ExecWatch {
+                status: err_r,
+                program: self.program_display.clone(),
+                pid,
+                light: Some(img),
+            },
+            start_ticks: before.filter(|b| Some(*b) == after),
+        })
+    }
+}
+
+/// clone3 with `CLONE_VM | CLONE_FILES` onto the image's stack; the child runs `light_child`.
+#[cfg(target_arch = "x86_64")]
+fn clone_light(cgroup: Option<RawFd>, img: &LightImage, pidfd: &mut RawFd) -> io::Result<i32> {
+    let Some(stack) = img.stack.as_ref() else {
+        return Err(io::Error::other("no child stack"));
+    };
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_PIDFD | libc::CLONE_VM | libc::CLONE_FILES) as u64,
+        pidfd: pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.base.as_ptr() as u64,
+        stack_size: stack.len as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    let ret: isize;
+    // SAFETY: clone3 with CLONE_VM runs the child on the image's stack (the kernel points its
+    // stack pointer at the top, 16-byte aligned as the mapping is page aligned); the child never
+    // returns into this frame: it calls `light_child` with the image's address, which ends in
+    // execve or _exit. The image, and so everything the child reads, stays alive until the
+    // child can no longer use it (see `ExecWatch`). rcx and r11 are clobbered by `syscall`;
+    // r12 and r13 survive it in both processes.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") &mut args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") img as *const LightImage as usize,
+            in("r13") light_child as extern "C" fn(usize) -> ! as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(ret as i32)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clone_light(_cgroup: Option<RawFd>, _img: &LightImage, _pidfd: &mut RawFd) -> io::Result<i32> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// The light child's entry point, on its own stack.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn light_child(img: usize) -> ! {
+    // SAFETY: `img` is the address of the parent's `LightImage`, kept alive until this child
+    // has executed or exited.
+    let img = unsafe { &*(img as *const LightImage) };
+    let Some(ctx) = img.ctx.as_ref() else {
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(127) }
+    };
+    const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+    // SAFETY: plain system calls on integers and on a one-byte buffer of ours.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            img.keep_below as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_UNSHARE,
+        ) < 0
+        {
+            // The table is still shared with the parent: touching it would close its fds.
+            child_fail(ctx.err_fd, Stage::Fds, errno());
+        }
+        let b = [UNSHARED];
+        libc::write(ctx.err_fd, b.as_ptr().cast(), 1);
+    }
+    child_main(ctx, None)
 }
 
 fn child_fail(err_fd: RawFd, stage: Stage, errno: i32) -> ! {
@@ -970,5 +1579,136 @@ mod tests {
     fn nul_in_argument_is_refused() {
         let err = Command::new("/bin/true").arg("a\0b").spawn().unwrap_err();
         assert!(matches!(err, SpawnError::Nul));
+    }
+
+    /// Waits (with poll) until the status pipe of `p` is readable.
+    fn settle(p: &mut Pending) -> ExecOutcome {
+        for _ in 0..1000 {
+            match p.watch.poll() {
+                ExecOutcome::InProgress => std::thread::sleep(std::time::Duration::from_millis(5)),
+                other => return other,
+            }
+        }
+        panic!("the child neither executed nor failed within 5 s");
+    }
+
+    #[test]
+    fn start_returns_before_exec_and_reports_the_program_running() {
+        let (r, w) = pipe();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg("echo started").stdout(Stdio::Fd(w));
+        let mut p = cmd.start().unwrap();
+        drop(cmd); // our copy of the pipe's write end
+        assert!(matches!(settle(&mut p), ExecOutcome::Executed));
+        let child = p.child;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        assert_eq!(out, "started\n");
+        assert_eq!(
+            crate::process::wait_pid(child.pid).unwrap(),
+            crate::process::ExitStatus::Exited(0)
+        );
+    }
+
+    #[test]
+    fn start_ticks_match_proc() {
+        let mut seen = 0;
+        for _ in 0..20 {
+            let p = Command::new("/bin/sleep").arg("1").start().unwrap();
+            if let Some(t) = p.start_ticks {
+                let proc_t =
+                    crate::process::start_time_ticks(Path::new("/proc"), p.child.pid).unwrap();
+                assert_eq!(t, proc_t);
+                seen += 1;
+            }
+            crate::process::kill_pid(p.child.pid, libc::SIGKILL).unwrap();
+            crate::process::wait_pid(p.child.pid).unwrap();
+        }
+        // A clone straddles a 10 ms tick rarely; twenty in a row would mean the clock is wrong.
+        assert!(seen > 0, "no start time was known from the clock");
+    }
+
+    #[test]
+    fn start_reports_a_failure_after_the_fork_and_leaves_the_child_to_reap() {
+        let mut p = Command::new("/bin/true")
+            .cwd("/no/such/dir")
+            .start()
+            .unwrap();
+        let pid = p.child.pid;
+        match settle(&mut p) {
+            ExecOutcome::Failed(SpawnError::Child { stage, source, .. }) => {
+                assert_eq!(stage, Stage::Chdir);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+            }
+            other => panic!("expected a chdir failure, got {other:?}"),
+        }
+        assert_eq!(
+            crate::process::wait_pid(pid).unwrap(),
+            crate::process::ExitStatus::Exited(127)
+        );
+    }
+
+    fn identity(fd: RawFd) -> (u64, u64) {
+        // SAFETY: the callers pass fds that stay open for the duration of the call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let st = nix::sys::stat::fstat(fd).unwrap();
+        (st.st_dev, st.st_ino)
+    }
+
+    #[test]
+    fn spawning_leaves_the_parents_fds_alone() {
+        // The child shares our fd table until it has copied what it needs: nothing it does
+        // (moving fds onto 0-3, closing the rest) may show here.
+        let before: Vec<(u64, u64)> = (0..3).map(identity).collect();
+        let (keep_r, keep_w) = pipe();
+        let kept = (identity(keep_r.as_raw_fd()), identity(keep_w.as_raw_fd()));
+        for _ in 0..20 {
+            let (r, w) = pipe();
+            let (r2, w2) = pipe();
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg("echo out; echo ready >&3")
+                .stdin(Stdio::Null)
+                .stdout(Stdio::Fd(w))
+                .stderr(Stdio::Null)
+                .pass_fd(w2, 3);
+            let child = cmd.spawn().unwrap();
+            drop(cmd);
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+            let mut ready = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(r2), &mut ready).unwrap();
+            assert_eq!((out.as_str(), ready.as_str()), ("out\n", "ready\n"));
+            crate::process::wait_pid(child.pid).unwrap();
+        }
+        let after: Vec<(u64, u64)> = (0..3).map(identity).collect();
+        assert_eq!(before, after);
+        assert_eq!(
+            kept,
+            (identity(keep_r.as_raw_fd()), identity(keep_w.as_raw_fd()))
+        );
+    }
+
+    #[test]
+    fn many_starts_in_flight_each_get_their_own_fds() {
+        // Fifty children started without waiting, while their sources are still in our table:
+        // each must end up with its own pipe on fd 1, whatever the others do meanwhile.
+        let mut running = Vec::new();
+        for i in 0..50 {
+            let (r, w) = pipe();
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(format!("echo {i}")).stdout(Stdio::Fd(w));
+            let p = cmd.start().unwrap();
+            running.push((i, r, p));
+        }
+        for (i, r, mut p) in running {
+            // Until the watch hears that the child has its own fds, it keeps ours open.
+            p.watch.wait().unwrap();
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+            assert_eq!(out, format!("{i}\n"));
+            assert!(!matches!(p.watch.child_exited(), ExecOutcome::Failed(_)));
+            crate::process::wait_pid(p.child.pid).unwrap();
+        }
     }
 }
