@@ -489,8 +489,8 @@ impl Twin {
                 };
                 self.event(ev);
             }
-            90..=92 => self.event(Event::Shutdown),
-            93..=96 => {
+            90 => self.event(Event::Shutdown),
+            91..=96 => {
                 self.generation += 1;
                 let cfg = mutate_config(rng, &self.ranks, &self.cfg, self.generation);
                 self.reload(cfg);
@@ -538,12 +538,29 @@ fn run_case(seed: u64, max_services: usize, steps: usize) {
     for _ in 0..steps {
         twin.step(&mut rng);
     }
-    // Let everything that can still happen happen: answer every spawn, fire every deadline.
-    for _ in 0..200 {
+    if rng.chance(50) {
+        twin.event(Event::Shutdown);
+    }
+    // Let everything that can still happen happen: answer every spawn, let stopping services
+    // exit or fire their deadlines.
+    for _ in 0..300 {
+        let stopping = twin.pick(&mut rng, |s| {
+            matches!(s.phase, crate::Phase::Stopping { .. })
+        });
         if let Some(svc) = twin.spawns.pop() {
             twin.next_pid += 1;
             let pid = twin.next_pid;
             twin.event(Event::Spawned { svc, pid });
+        } else if matches!(
+            twin.fast.services[stopping.0].phase,
+            crate::Phase::Stopping { .. }
+        ) && rng.chance(70)
+        {
+            let status = ExitStatus::Signaled(15);
+            twin.event(Event::Exited {
+                svc: stopping,
+                status,
+            });
         } else if let Some(d) = twin.fast.next_deadline() {
             twin.now = twin.now.max(d);
             twin.tick();
