@@ -587,11 +587,12 @@ fn worklist_settles_like_the_full_rescan_on_larger_random_systems() {
 // ---- the frontier's cost --------------------------------------------------------------------
 
 /// `n` services without dependencies, or layers of ten each requiring the whole layer before,
-/// as `cargo xtask bench startup` builds them.
+/// ready when they say so, as `cargo xtask bench startup` builds them.
 fn startup_config(n: usize, layered: bool) -> Config {
     let services = (0..n)
         .map(|i| {
             let mut s = service(&format!("s{i}"));
+            s.readiness.kind = Readiness::Fd;
             if layered && i >= 10 {
                 let layer = i / 10;
                 s.deps.requires = (0..10)
@@ -609,23 +610,25 @@ fn startup_config(n: usize, layered: bool) -> Config {
     }
 }
 
-/// Boots `cfg` with every spawn succeeding (ready at exec) and returns how many frontier
-/// decisions that took.
+/// Boots `cfg` as svmgr would: every spawn succeeds and the service reports ready, and after
+/// each event the loop ticks and asks for the next deadline. Returns how many frontier
+/// decisions that took, and how long.
 fn boot_all(cfg: &Config, oracle: bool) -> (u64, Duration) {
     let started = Instant::now();
+    let now = Duration::ZERO;
     let mut core = Core::new(cfg);
     core.oracle = oracle;
-    let mut queue = core.handle(Duration::ZERO, Event::Boot);
+    let mut queue = std::collections::VecDeque::from(core.handle(now, Event::Boot));
     let mut pid = 100;
-    while !queue.is_empty() {
-        let mut next = Vec::new();
-        for a in queue {
-            if let Action::Spawn(svc) = a {
-                pid += 1;
-                next.extend(core.handle(Duration::ZERO, Event::Spawned { svc, pid }));
-            }
+    while let Some(a) = queue.pop_front() {
+        if let Action::Spawn(svc) = a {
+            pid += 1;
+            queue.extend(core.handle(now, Event::Spawned { svc, pid }));
+            queue.extend(core.tick(now));
+            queue.extend(core.handle(now, Event::Ready { svc }));
+            queue.extend(core.tick(now));
+            std::hint::black_box(core.next_deadline());
         }
-        queue = next;
     }
     assert!(core.startup_complete());
     (core.settle_calls, started.elapsed())
@@ -635,7 +638,7 @@ fn boot_all(cfg: &Config, oracle: bool) -> (u64, Duration) {
 fn start_up_evaluates_each_service_a_bounded_number_of_times() {
     let n = 1000;
     let (flat, _) = boot_all(&startup_config(n, false), false);
-    assert!(flat <= 3 * n as u64, "{flat} decisions for {n} services");
+    assert!(flat <= 5 * n as u64, "{flat} decisions for {n} services");
     // Each layer is evaluated again whenever a service of the layer before becomes ready.
     let (layered, _) = boot_all(&startup_config(n, true), false);
     assert!(
