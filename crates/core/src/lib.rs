@@ -26,13 +26,13 @@ mod tests_worklist;
 pub use model::{Phase, Service, SupId, Supervisor, SvcId, Then};
 pub use reload::ReloadSummary;
 
-use table::Table;
-
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use dynamod_config::{Config, Readiness, RestartPolicy, ServiceType, Strategy};
 use dynamod_proto::{ExitStatus, ServiceState};
+
+use crate::table::Table;
 
 /// A point on the monotonic clock, as time since an arbitrary origin (svmgr start).
 pub type Time = Duration;
@@ -515,10 +515,10 @@ impl Core {
     /// Before [`Event::Boot`]: puts a service back in the state a previous svmgr left it in
     /// (from its state file), so boot neither duplicates nor re-runs it.
     pub fn restore(&mut self, now: Time, svc: SvcId, what: Restored) {
-        let s = self.services.get_mut(svc.0);
-        if self.booted || s.cfg.is_none() {
+        if self.booted || self.services[svc.0].cfg.is_none() {
             return;
         }
+        let s = self.services.get_mut(svc.0);
         s.restored = true;
         s.since = now;
         match what {

@@ -8,19 +8,20 @@
 //!   that no change goes unnoticed.
 //! - [`Table::sync`] refreshes what is derived from each touched service — whether it is
 //!   settled, whether it may have a process, its deadline — keeping counts and a sorted deadline
-//!   set exact, and puts on the worklist every service whose frontier decision can read a
-//!   touched one: the service itself, its dependents (a waiting service reads its `requires`
-//!   and soft dependencies) and its own dependencies (during shutdown a service reads whether
-//!   its dependents still have a process).
-//!
-//! Changes that every decision reads (boot, shutdown, a new graph, a supervisor given up or
-//! revived) mark the whole table with [`Table::touch_all`].
+//!   set exact. It puts the touched service on the worklist and, when what other services read
+//!   of it changed (its state, whether it is wanted, its reason), every service whose frontier
+//!   decision reads it: normally its dependents (a waiting service reads its `requires` and soft
+//!   dependencies), during shutdown its own dependencies (a running service reads whether its
+//!   dependents still have a process).
+//! - Changes that every decision reads (boot, shutdown, a new graph, a supervisor given up or
+//!   revived) mark the whole table, with [`Table::iter_mut`] or [`Table::touch_all`].
 //!
 //! The worklist is drained in the order the full rescan visited services: ascending index from
 //! a cursor, wrapping around to the lowest pending index as a new pass would. A service that is
-//! not on the worklist would be left unchanged by the rescan, so both settle the same services
-//! in the same order and emit the same actions; `tests_worklist.rs` checks that against the old
-//! rescan kept as an oracle.
+//! not on the worklist would be left unchanged by the rescan, so both move the same services in
+//! the same order and emit the same actions; `tests_worklist.rs` checks that against the old
+//! rescan, kept as an oracle. For the worklist to drain, a decision that changes nothing must
+//! not take any service with `get_mut`.
 
 use std::collections::BTreeSet;
 use std::ops::Index;
@@ -103,14 +104,13 @@ impl Table {
         self.items.iter()
     }
 
-    /// Adds a slot and returns its index.
-    pub(crate) fn push(&mut self, s: Service) -> usize {
+    /// Adds a slot (its index is the previous [`Table::len`]).
+    pub(crate) fn push(&mut self, s: Service) {
         let i = self.items.len();
         self.items.push(s);
         self.derived.push(Derived::NEUTRAL);
         self.marked.push(false);
         self.touch(i);
-        i
     }
 
     /// One slot, to change it.
