@@ -331,6 +331,57 @@ fn observe(core: &Core) -> String {
     out
 }
 
+/// Every service's `(requires, missing_requires, soft, dependents)` as `Core::link` computed
+/// them before it stopped cloning configurations and scanning dependents (the oracle shares
+/// `link`, so the differential test needs this reference for it).
+type Links = Vec<(Vec<SvcId>, Vec<String>, Vec<SvcId>, Vec<SvcId>)>;
+
+fn reference_links(core: &Core) -> Links {
+    let n = core.services.len();
+    let mut out: Links = vec![Default::default(); n];
+    for i in 0..n {
+        let s = &core.services[i];
+        if s.removed {
+            continue;
+        }
+        let Some(cfg) = s.cfg.clone() else {
+            continue;
+        };
+        for name in &cfg.deps.requires {
+            match core.by_name.get(name) {
+                Some(&d) if d.0 != i => out[i].0.push(d),
+                Some(_) => {}
+                None => out[i].1.push(name.clone()),
+            }
+        }
+        for name in cfg.deps.wants.iter().chain(&cfg.deps.after) {
+            if let Some(&d) = core.by_name.get(name)
+                && d.0 != i
+                && !out[i].2.contains(&d)
+            {
+                out[i].2.push(d);
+            }
+        }
+        for name in &cfg.deps.before {
+            if let Some(&d) = core.by_name.get(name)
+                && d.0 != i
+                && !out[d.0].2.contains(&SvcId(i))
+            {
+                out[d.0].2.push(SvcId(i));
+            }
+        }
+    }
+    for i in 0..n {
+        let deps: Vec<SvcId> = out[i].0.iter().chain(&out[i].2).copied().collect();
+        for d in deps {
+            if !out[d.0].3.contains(&SvcId(i)) {
+                out[d.0].3.push(SvcId(i));
+            }
+        }
+    }
+    out
+}
+
 /// The core under test and the oracle, fed the same inputs, plus a fake runtime.
 struct Twin {
     fast: Core,
@@ -374,6 +425,21 @@ impl Twin {
                 self.trail
             );
         }
+        let links: Links = self
+            .fast
+            .services
+            .iter()
+            .map(|s| {
+                let (r, m) = (s.requires.clone(), s.missing_requires.clone());
+                (r, m, s.soft.clone(), s.dependents.clone())
+            })
+            .collect();
+        assert_eq!(
+            links,
+            reference_links(&self.fast),
+            "links differ after {what}\ntrail: {:#?}",
+            self.trail
+        );
     }
 
     /// Applies the same input to both cores and checks they answer alike.
