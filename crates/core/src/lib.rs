@@ -15,10 +15,13 @@
 
 mod model;
 mod reload;
+mod table;
 mod tree;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_worklist;
 
 pub use model::{Phase, Service, SupId, Supervisor, SvcId, Then};
 pub use reload::ReloadSummary;
@@ -28,6 +31,8 @@ use std::time::Duration;
 
 use dynamod_config::{Config, Readiness, RestartPolicy, ServiceType, Strategy};
 use dynamod_proto::{ExitStatus, ServiceState};
+
+use crate::table::Table;
 
 /// A point on the monotonic clock, as time since an arbitrary origin (svmgr start).
 pub type Time = Duration;
@@ -165,7 +170,7 @@ pub enum Action {
 /// The supervision state of the whole system.
 #[derive(Debug)]
 pub struct Core {
-    services: Vec<Service>,
+    services: Table,
     supervisors: Vec<Supervisor>,
     by_name: HashMap<String, SvcId>,
     sup_by_name: HashMap<String, SupId>,
@@ -175,6 +180,12 @@ pub struct Core {
     startup_complete: bool,
     shutting_down: bool,
     shutdown_reported: bool,
+    /// Settle by full rescans, as before the worklist: the oracle of the differential tests.
+    #[cfg(test)]
+    oracle: bool,
+    /// How many times a service's frontier decision was evaluated.
+    #[cfg(test)]
+    settle_calls: u64,
 }
 
 impl Core {
@@ -182,7 +193,7 @@ impl Core {
     /// the `invalid` state so they show up in `list`.
     pub fn new(config: &Config) -> Self {
         let mut core = Core {
-            services: Vec::new(),
+            services: Table::default(),
             supervisors: Vec::new(),
             by_name: HashMap::new(),
             sup_by_name: HashMap::new(),
@@ -192,9 +203,14 @@ impl Core {
             startup_complete: false,
             shutting_down: false,
             shutdown_reported: false,
+            #[cfg(test)]
+            oracle: false,
+            #[cfg(test)]
+            settle_calls: 0,
         };
         core.build_supervisors(config);
         core.build_services(config);
+        core.services.sync(core.shutting_down);
         core
     }
 
@@ -267,7 +283,7 @@ impl Core {
     /// configurations. `requires` naming an unknown service keeps the name so the service can
     /// be reported blocked; unknown soft dependencies are ignored.
     pub(crate) fn link(&mut self) {
-        for s in &mut self.services {
+        for s in self.services.iter_mut() {
             s.requires.clear();
             s.missing_requires.clear();
             s.soft.clear();
@@ -282,43 +298,64 @@ impl Core {
             }
             let sup = self.services[i].supervisor;
             self.supervisors[sup.0].children.push(SvcId(i));
-            let Some(cfg) = self.services[i].cfg.clone() else {
+            let Some(cfg) = &self.services[i].cfg else {
                 continue;
             };
+            let mut requires = Vec::new();
+            let mut missing = Vec::new();
             for name in &cfg.deps.requires {
                 match self.by_name.get(name) {
-                    Some(&d) if d.0 != i => self.services[i].requires.push(d),
+                    Some(&d) if d.0 != i => requires.push(d),
                     Some(_) => {}
-                    None => self.services[i].missing_requires.push(name.clone()),
+                    None => missing.push(name.clone()),
                 }
             }
+            let mut soft: Vec<SvcId> = Vec::new();
             for name in cfg.deps.wants.iter().chain(&cfg.deps.after) {
                 if let Some(&d) = self.by_name.get(name)
                     && d.0 != i
-                    && !self.services[i].soft.contains(&d)
+                    && !soft.contains(&d)
                 {
-                    self.services[i].soft.push(d);
+                    soft.push(d);
                 }
             }
-            for name in &cfg.deps.before {
-                if let Some(&d) = self.by_name.get(name)
-                    && d.0 != i
-                    && !self.services[d.0].soft.contains(&SvcId(i))
-                {
-                    self.services[d.0].soft.push(SvcId(i));
+            let before: Vec<SvcId> = cfg
+                .deps
+                .before
+                .iter()
+                .filter_map(|name| self.by_name.get(name).copied())
+                .filter(|d| d.0 != i)
+                .collect();
+            let s = self.services.get_mut(i);
+            s.requires = requires;
+            s.missing_requires = missing;
+            // `before` edges of earlier services may already be in `soft`.
+            for d in soft {
+                if !s.soft.contains(&d) {
+                    s.soft.push(d);
+                }
+            }
+            for d in before {
+                let later = self.services.get_mut(d.0);
+                if !later.soft.contains(&SvcId(i)) {
+                    later.soft.push(SvcId(i));
                 }
             }
         }
         for i in 0..self.services.len() {
-            let deps: Vec<SvcId> = self.services[i]
-                .requires
-                .iter()
-                .chain(&self.services[i].soft)
-                .copied()
-                .collect();
-            for d in deps {
-                if !self.services[d.0].dependents.contains(&SvcId(i)) {
-                    self.services[d.0].dependents.push(SvcId(i));
+            let n_req = self.services[i].requires.len();
+            for k in 0..n_req + self.services[i].soft.len() {
+                let s = &self.services[i];
+                let d = if k < n_req {
+                    s.requires[k]
+                } else {
+                    s.soft[k - n_req]
+                };
+                // Slots are visited in order, so `i` is already there only if it was pushed
+                // last.
+                let dep = self.services.get_mut(d.0);
+                if dep.dependents.last() != Some(&SvcId(i)) {
+                    dep.dependents.push(SvcId(i));
                 }
             }
         }
@@ -372,10 +409,15 @@ impl Core {
 
     /// The earliest moment at which [`Core::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Time> {
-        self.services
-            .iter()
-            .filter_map(|s| s.phase.deadline())
-            .min()
+        #[cfg(test)]
+        if self.oracle {
+            return self
+                .services
+                .iter()
+                .filter_map(|s| s.phase.deadline())
+                .min();
+        }
+        self.services.first_deadline()
     }
 
     // ---- events -------------------------------------------------------------------------
@@ -402,63 +444,78 @@ impl Core {
 
     /// Fires every deadline that has passed.
     pub fn tick(&mut self, now: Time) -> Vec<Action> {
-        for i in 0..self.services.len() {
-            let id = SvcId(i);
-            match self.services[i].phase.clone() {
-                Phase::Restarting { at } if at <= now => {
-                    self.services[i].phase = Phase::Waiting;
-                    self.services[i].since = now;
-                }
-                Phase::Starting { deadline: Some(d) } if d <= now => {
-                    let what = if self.services[i].is_oneshot() {
-                        "did not finish"
-                    } else {
-                        "did not become ready"
-                    };
-                    let timeout = self.services[i].readiness_timeout();
-                    let reason = format!("{what} within {}", fmt_duration(timeout));
-                    self.log(
-                        Level::Error,
-                        format!("service '{}' {reason}", self.services[i].name),
-                    );
-                    self.actions.push(Action::CancelReadiness(id));
-                    self.begin_stop(now, id, Then::Fail(reason));
-                }
-                Phase::Stopping {
-                    deadline,
-                    killed: false,
-                    then,
-                } if deadline <= now => {
-                    let s = &self.services[i];
-                    self.log(
-                        Level::Warn,
-                        format!("service '{}' did not stop in time; killing it", s.name),
-                    );
-                    self.actions.push(Action::Kill(id));
-                    self.services[i].phase = Phase::Stopping {
-                        deadline: now + KILL_GRACE,
-                        killed: true,
-                        then,
-                    };
-                }
-                Phase::Stopping {
-                    deadline,
-                    killed: true,
-                    then,
-                } if deadline <= now => {
-                    let name = self.services[i].name.clone();
-                    self.log(
-                        Level::Error,
-                        format!("service '{name}' survived SIGKILL; no longer waiting for it"),
-                    );
-                    self.services[i].pid = None;
-                    self.after_stopped(now, id, then);
-                }
-                _ => {}
-            }
+        // Firing a deadline changes only that service, so firing the due ones in slot order
+        // is what a pass over every slot did.
+        let due = self.services.due(now);
+        #[cfg(test)]
+        let due: Vec<usize> = if self.oracle {
+            (0..self.services.len()).collect()
+        } else {
+            due
+        };
+        for i in due {
+            self.fire(now, SvcId(i));
         }
         self.settle(now);
         std::mem::take(&mut self.actions)
+    }
+
+    /// Fires `id`'s deadline if it has passed.
+    fn fire(&mut self, now: Time, id: SvcId) {
+        let i = id.0;
+        match self.services[i].phase.clone() {
+            Phase::Restarting { at } if at <= now => {
+                let s = self.services.get_mut(i);
+                s.phase = Phase::Waiting;
+                s.since = now;
+            }
+            Phase::Starting { deadline: Some(d) } if d <= now => {
+                let what = if self.services[i].is_oneshot() {
+                    "did not finish"
+                } else {
+                    "did not become ready"
+                };
+                let timeout = self.services[i].readiness_timeout();
+                let reason = format!("{what} within {}", fmt_duration(timeout));
+                self.log(
+                    Level::Error,
+                    format!("service '{}' {reason}", self.services[i].name),
+                );
+                self.actions.push(Action::CancelReadiness(id));
+                self.begin_stop(now, id, Then::Fail(reason));
+            }
+            Phase::Stopping {
+                deadline,
+                killed: false,
+                then,
+            } if deadline <= now => {
+                let s = &self.services[i];
+                self.log(
+                    Level::Warn,
+                    format!("service '{}' did not stop in time; killing it", s.name),
+                );
+                self.actions.push(Action::Kill(id));
+                self.services.get_mut(i).phase = Phase::Stopping {
+                    deadline: now + KILL_GRACE,
+                    killed: true,
+                    then,
+                };
+            }
+            Phase::Stopping {
+                deadline,
+                killed: true,
+                then,
+            } if deadline <= now => {
+                let name = self.services[i].name.clone();
+                self.log(
+                    Level::Error,
+                    format!("service '{name}' survived SIGKILL; no longer waiting for it"),
+                );
+                self.services.get_mut(i).pid = None;
+                self.after_stopped(now, id, then);
+            }
+            _ => {}
+        }
     }
 
     pub(crate) fn log(&mut self, level: Level, msg: String) {
@@ -468,10 +525,10 @@ impl Core {
     /// Before [`Event::Boot`]: puts a service back in the state a previous svmgr left it in
     /// (from its state file), so boot neither duplicates nor re-runs it.
     pub fn restore(&mut self, now: Time, svc: SvcId, what: Restored) {
-        let s = &mut self.services[svc.0];
-        if self.booted || s.cfg.is_none() {
+        if self.booted || self.services[svc.0].cfg.is_none() {
             return;
         }
+        let s = self.services.get_mut(svc.0);
         s.restored = true;
         s.since = now;
         match what {
@@ -510,6 +567,7 @@ impl Core {
                 s.reason = Some(reason);
             }
         }
+        self.services.sync(self.shutting_down);
     }
 
     fn boot(&mut self, now: Time) {
@@ -521,7 +579,7 @@ impl Core {
             Level::Info,
             "starting services via dependency frontier".to_owned(),
         );
-        for s in &mut self.services {
+        for s in self.services.iter_mut() {
             if s.cfg.is_some() && !s.restored {
                 s.wanted = true;
                 s.phase = Phase::Waiting;
@@ -538,7 +596,7 @@ impl Core {
     }
 
     fn on_spawned(&mut self, now: Time, svc: SvcId, pid: i32) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         if !matches!(s.phase, Phase::Starting { .. }) {
             return;
         }
@@ -551,7 +609,7 @@ impl Core {
     }
 
     fn on_main_pid(&mut self, now: Time, svc: SvcId, pid: i32) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         if !s.has_process() {
             return;
         }
@@ -569,7 +627,7 @@ impl Core {
         }
         let name = self.services[svc.0].name.clone();
         self.log(Level::Error, format!("failed to start '{name}': {error}"));
-        self.services[svc.0].pid = None;
+        self.services.get_mut(svc.0).pid = None;
         // A spawn failure is a crash for restart purposes (a missing binary may appear later),
         // bounded by the same intensity.
         self.crashed(now, svc, None, format!("failed to start: {error}"));
@@ -584,7 +642,7 @@ impl Core {
     }
 
     fn become_ready(&mut self, now: Time, svc: SvcId) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         s.phase = Phase::Running;
         s.since = now;
         s.ready_at = Some(now);
@@ -608,7 +666,7 @@ impl Core {
     }
 
     fn on_exited(&mut self, now: Time, svc: SvcId, status: ExitStatus) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         s.pid = None;
         s.last_exit = Some((status, now));
         match s.phase.clone() {
@@ -623,7 +681,7 @@ impl Core {
                         Level::Info,
                         format!("oneshot '{name}' completed ({})", fmt_status(status)),
                     );
-                    let s = &mut self.services[svc.0];
+                    let s = self.services.get_mut(svc.0);
                     s.phase = Phase::Done;
                     s.since = now;
                     s.ready_at = Some(now);
@@ -678,7 +736,7 @@ impl Core {
             RestartPolicy::Temporary => false,
         };
         if !restart || self.shutting_down || !s.wanted {
-            let s = &mut self.services[svc.0];
+            let s = self.services.get_mut(svc.0);
             s.since = now;
             if clean {
                 s.phase = Phase::Stopped;
@@ -693,7 +751,7 @@ impl Core {
         }
 
         // Healthy long enough: the backoff starts over.
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         if let Some(ready) = s.ready_at
             && now.saturating_sub(ready) >= s.reset_after()
         {
@@ -782,7 +840,7 @@ impl Core {
                 fmt_duration(window)
             ),
         );
-        self.supervisors[sup.0].failed = true;
+        self.set_supervisor_failed(sup, true);
         let reason = format!("supervisor '{name}' gave up");
         for svc in self.descendants(sup) {
             self.give_up(now, svc, reason.clone());
@@ -829,7 +887,7 @@ impl Core {
                 Level::Info,
                 format!("restarting supervisor '{name}' in {}", fmt_duration(delay)),
             );
-            self.supervisors[sup.0].failed = false;
+            self.set_supervisor_failed(sup, false);
             self.supervisors[sup.0].restart_times.clear();
             for svc in self.descendants(sup) {
                 self.schedule_revival(now, svc, now + delay);
@@ -842,7 +900,7 @@ impl Core {
 
     /// A service stopped by a supervisor decision becomes wanted again at `at`.
     fn schedule_revival(&mut self, now: Time, svc: SvcId, at: Time) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         if s.cfg.is_none() || !s.boot_wanted {
             return;
         }
@@ -868,7 +926,7 @@ impl Core {
     }
 
     fn give_up(&mut self, now: Time, svc: SvcId, reason: String) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         match s.phase {
             Phase::Starting { .. } | Phase::Running => {
                 self.begin_stop(now, svc, Then::Fail(reason));
@@ -892,12 +950,13 @@ impl Core {
     }
 
     fn apply_strategy(&mut self, now: Time, sup: SupId, svc: SvcId) {
-        let delay = self.services[svc.0].next_backoff();
+        let delay = self.services.get_mut(svc.0).next_backoff();
         let at = now + delay;
         let name = self.services[svc.0].name.clone();
-        self.services[svc.0].restarts += 1;
-        self.services[svc.0].phase = Phase::Restarting { at };
-        self.services[svc.0].since = now;
+        let s = self.services.get_mut(svc.0);
+        s.restarts += 1;
+        s.phase = Phase::Restarting { at };
+        s.since = now;
         self.log(
             Level::Info,
             format!("restarting '{name}' in {}", fmt_duration(delay)),
@@ -935,7 +994,7 @@ impl Core {
                     self.begin_stop(now, c, Then::RestartAt(at))
                 }
                 Phase::Waiting | Phase::Restarting { .. } => {
-                    self.services[c.0].phase = Phase::Restarting { at };
+                    self.services.get_mut(c.0).phase = Phase::Restarting { at };
                 }
                 _ => {}
             }
@@ -943,7 +1002,7 @@ impl Core {
     }
 
     pub(crate) fn begin_stop(&mut self, now: Time, svc: SvcId, then: Then) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         match s.phase {
             Phase::Starting { .. } | Phase::Running if s.pid.is_some() => {
                 let timeout = s.stop_timeout();
@@ -966,7 +1025,7 @@ impl Core {
     }
 
     fn after_stopped(&mut self, now: Time, svc: SvcId, then: Then) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         s.since = now;
         match then {
             Then::Stop => {
@@ -1005,7 +1064,7 @@ impl Core {
         }
         let mut stack = vec![svc];
         while let Some(id) = stack.pop() {
-            let s = &mut self.services[id.0];
+            let s = self.services.get_mut(id.0);
             if s.cfg.is_none() {
                 continue;
             }
@@ -1049,9 +1108,19 @@ impl Core {
         self.revive_supervisor_chain(sup);
     }
 
+    /// Gives a supervisor up or revives it. Its services' frontier decisions read this, so a
+    /// change puts every service on the worklist (it is rare, and giving up already visits
+    /// every descendant).
+    fn set_supervisor_failed(&mut self, sup: SupId, failed: bool) {
+        if self.supervisors[sup.0].failed != failed {
+            self.supervisors[sup.0].failed = failed;
+            self.services.touch_all();
+        }
+    }
+
     fn revive_supervisor_chain(&mut self, mut sup: SupId) {
         loop {
-            self.supervisors[sup.0].failed = false;
+            self.set_supervisor_failed(sup, false);
             match self.supervisors[sup.0].parent {
                 Some(p) => sup = p,
                 None => return,
@@ -1071,7 +1140,7 @@ impl Core {
     }
 
     pub(crate) fn operator_stop(&mut self, now: Time, svc: SvcId) {
-        let s = &mut self.services[svc.0];
+        let s = self.services.get_mut(svc.0);
         s.wanted = false;
         s.boot_wanted = false;
         match s.phase.clone() {
@@ -1108,7 +1177,7 @@ impl Core {
         }
         match self.services[svc.0].phase {
             Phase::Starting { .. } | Phase::Running => {
-                let s = &mut self.services[svc.0];
+                let s = self.services.get_mut(svc.0);
                 s.wanted = true;
                 s.boot_wanted = true;
                 s.restart_times.clear();
@@ -1117,12 +1186,12 @@ impl Core {
                 self.begin_stop(now, svc, Then::Start);
             }
             Phase::Restarting { .. } => {
-                self.services[svc.0].phase = Phase::Waiting;
+                self.services.get_mut(svc.0).phase = Phase::Waiting;
             }
             _ => {
                 // Stopped, failed, done…: a restart is a start. A done oneshot runs again.
                 if self.services[svc.0].phase == Phase::Done {
-                    self.services[svc.0].phase = Phase::Stopped;
+                    self.services.get_mut(svc.0).phase = Phase::Stopped;
                 }
                 self.operator_start(now, svc);
             }
@@ -1139,7 +1208,7 @@ impl Core {
             Level::Info,
             format!("stopping {n} service(s) in reverse dependency order"),
         );
-        for s in &mut self.services {
+        for s in self.services.iter_mut() {
             s.wanted = false;
             match s.phase {
                 Phase::Waiting | Phase::Restarting { .. } => {
@@ -1166,6 +1235,32 @@ impl Core {
     /// block what cannot start, stop (during shutdown) what nothing depends on any more, and
     /// report start-up and shutdown completion.
     pub(crate) fn settle(&mut self, now: Time) {
+        #[cfg(test)]
+        if self.oracle {
+            self.settle_full(now);
+            return;
+        }
+        // Only services whose decision may read something that changed can move; the table
+        // hands them out in the order a pass over every slot would reach them.
+        self.services.sync(self.shutting_down);
+        let mut cursor = 0;
+        while let Some(i) = self.services.next_pending(&mut cursor) {
+            self.settle_one(now, SvcId(i));
+            self.services.sync(self.shutting_down);
+        }
+        if self.booted && !self.startup_complete && self.services.all_settled() {
+            self.startup_complete = true;
+            self.report_startup();
+        }
+        if self.shutting_down && !self.shutdown_reported && self.services.none_with_process() {
+            self.report_shutdown();
+        }
+    }
+
+    /// [`Core::settle`] as it was before the worklist: passes over every slot until one changes
+    /// nothing, and completion found by scanning. The oracle of the differential tests.
+    #[cfg(test)]
+    fn settle_full(&mut self, now: Time) {
         loop {
             let mut changed = false;
             for i in 0..self.services.len() {
@@ -1175,6 +1270,8 @@ impl Core {
                 break;
             }
         }
+        self.services.sync(self.shutting_down);
+        self.services.clear_pending();
         if self.booted && !self.startup_complete && self.services.iter().all(Service::settled) {
             self.startup_complete = true;
             self.report_startup();
@@ -1183,13 +1280,24 @@ impl Core {
             && !self.shutdown_reported
             && self.services.iter().all(|s| !s.has_process())
         {
-            self.shutdown_reported = true;
-            self.log(Level::Info, "all services stopped".to_owned());
-            self.actions.push(Action::ShutdownComplete);
+            self.report_shutdown();
         }
     }
 
+    fn report_shutdown(&mut self) {
+        self.shutdown_reported = true;
+        self.log(Level::Info, "all services stopped".to_owned());
+        self.actions.push(Action::ShutdownComplete);
+    }
+
+    /// Moves one service if the states it depends on allow it; returns whether it changed.
+    /// When it returns false it must not have taken any service with `get_mut`: the worklist
+    /// would queue its neighbours again and never drain.
     fn settle_one(&mut self, now: Time, id: SvcId) -> bool {
+        #[cfg(test)]
+        {
+            self.settle_calls += 1;
+        }
         if self.shutting_down {
             // A service may stop once everything ordered after it has stopped.
             let s = &self.services[id.0];
@@ -1223,7 +1331,8 @@ impl Core {
                 format!("requires '{missing}', which does not exist"),
             );
         }
-        for d in s.requires.clone() {
+        for k in 0..s.requires.len() {
+            let d = self.services[id.0].requires[k];
             let dep = &self.services[d.0];
             match dep.phase {
                 Phase::Running | Phase::Done => {}
@@ -1258,11 +1367,14 @@ impl Core {
         true
     }
 
+    // `block` and `unblock` look before they take the service to change it: a service taken
+    // is queued with its neighbours, and queueing on every no-op would never drain.
     fn block(&mut self, now: Time, id: SvcId, reason: String) -> bool {
-        let s = &mut self.services[id.0];
+        let s = &self.services[id.0];
         if s.phase == Phase::Blocked && s.reason.as_deref() == Some(reason.as_str()) {
             return false;
         }
+        let s = self.services.get_mut(id.0);
         s.phase = Phase::Blocked;
         s.since = now;
         s.reason = Some(reason);
@@ -1270,8 +1382,8 @@ impl Core {
     }
 
     fn unblock(&mut self, now: Time, id: SvcId) -> bool {
-        let s = &mut self.services[id.0];
-        if s.phase == Phase::Blocked {
+        if self.services[id.0].phase == Phase::Blocked {
+            let s = self.services.get_mut(id.0);
             s.phase = Phase::Waiting;
             s.since = now;
             s.reason = None;
@@ -1282,7 +1394,7 @@ impl Core {
 
     fn spawn(&mut self, now: Time, id: SvcId) {
         self.start_seq += 1;
-        let s = &mut self.services[id.0];
+        let s = self.services.get_mut(id.0);
         let needs_deadline = s.is_oneshot() || s.is_forking() || s.readiness_kind() != "none";
         let deadline = needs_deadline.then(|| now + s.readiness_timeout());
         s.phase = Phase::Starting { deadline };

@@ -1,6 +1,8 @@
 //! Applying a new configuration to a running system: new services start, removed ones stop,
 //! changed ones restart, untouched ones are not disturbed.
 
+use std::collections::HashSet;
+
 use dynamod_config::{Config, SupervisorConfig};
 
 use crate::{Action, Core, Level, Phase, SupId, Supervisor, SvcId, Then, Time};
@@ -28,10 +30,13 @@ impl Core {
         self.reload_supervisors(&config.supervisors);
 
         // Removed: every live service whose name is in neither list.
-        let known = |n: &str| {
-            config.services.iter().any(|c| c.name == n)
-                || config.invalid.iter().any(|i| i.name == n)
-        };
+        let names: HashSet<&str> = config
+            .services
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(config.invalid.iter().map(|i| i.name.as_str()))
+            .collect();
+        let known = |n: &str| names.contains(n);
         let live: Vec<(SvcId, String)> = self
             .services()
             .map(|(id, s)| (id, s.name.clone()))
@@ -39,7 +44,7 @@ impl Core {
         for (id, name) in live {
             if !known(&name) {
                 self.operator_stop(now, id);
-                self.services[id.0].removed = true;
+                self.services.get_mut(id.0).removed = true;
                 self.by_name.remove(&name);
                 summary.removed.push(name);
             }
@@ -50,7 +55,7 @@ impl Core {
             match self.lookup(&cfg.name) {
                 None => {
                     let id = self.insert_service(cfg.name.clone(), sup, Some(cfg.clone()), None);
-                    let s = &mut self.services[id.0];
+                    let s = self.services.get_mut(id.0);
                     s.wanted = true;
                     s.phase = Phase::Waiting;
                     s.since = now;
@@ -63,7 +68,7 @@ impl Core {
                         continue;
                     }
                     summary.changed.push(cfg.name.clone());
-                    let s = &mut self.services[id.0];
+                    let s = self.services.get_mut(id.0);
                     s.cfg = Some(cfg.clone());
                     s.supervisor = sup;
                     s.restart_times.clear();
@@ -109,7 +114,7 @@ impl Core {
                     if !was_invalid {
                         self.operator_stop(now, id);
                     }
-                    let s = &mut self.services[id.0];
+                    let s = self.services.get_mut(id.0);
                     s.boot_wanted = true;
                     s.cfg = None;
                     s.reason = Some(inv.reason.clone());
