@@ -589,9 +589,10 @@ impl Core {
     }
 
     fn on_forked(&mut self, svc: SvcId, pid: i32) {
-        let s = &mut self.services[svc.0];
+        // Look before taking: a service taken is a service the worklist settles again.
+        let s = &self.services[svc.0];
         if matches!(s.phase, Phase::Starting { .. }) && s.pid.is_none() {
-            s.pid = Some(pid);
+            self.services.get_mut(svc.0).pid = Some(pid);
         }
     }
 

@@ -502,7 +502,16 @@ impl Twin {
         match rng.below(100) {
             0..=29 if !self.spawns.is_empty() => {
                 let svc = self.spawns.remove(rng.below(self.spawns.len()));
-                if rng.chance(85) {
+                if rng.chance(30) {
+                    // The process exists but has not run its program yet; the outcome comes
+                    // later (svmgr's asynchronous start).
+                    self.next_pid += 1;
+                    let pid = self.next_pid;
+                    self.event(Event::Forked { svc, pid });
+                    if rng.chance(50) {
+                        self.spawns.push(svc);
+                    }
+                } else if rng.chance(85) {
                     self.next_pid += 1;
                     let pid = self.next_pid;
                     self.event(Event::Spawned { svc, pid });
