@@ -1,6 +1,7 @@
 //! init's end of the svmgr socket: whole frames in and out through fixed buffers.
 //!
-//! Frames are `dynamod_proto` frames ("DM", u32 big-endian length, MessagePack). The read
+//! Frames are `dynamod_proto` frames ("DM", u32 big-endian length, MessagePack), written and
+//! read with the serde-free codec of [`dynamod_proto::init_wire`] (it keeps init small). The read
 //! buffer is allocated once per connection; a frame larger than it is a protocol violation (svmgr
 //! only ever sends small messages). Outgoing frames are encoded into a scratch buffer and copied
 //! into a bounded write buffer; when the peer does not read and the buffer is full, the send is
@@ -8,7 +9,8 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use dynamod_proto::{HEADER_LEN, InitMsg, MAGIC, ProtoError, SvmgrMsg};
+use dynamod_proto::init_wire::{self, WireError};
+use dynamod_proto::{HEADER_LEN, InitMsg, MAGIC, SvmgrMsg};
 use dynamod_sys::nix::errno::Errno;
 
 /// Largest frame accepted from svmgr.
@@ -27,8 +29,10 @@ pub enum LinkError {
     Closed,
     /// A read or write failed.
     Io(Errno),
-    /// The peer sent something that is not a valid frame.
-    Protocol(ProtoError),
+    /// The first two bytes of a frame were not `DM`.
+    BadMagic(u8, u8),
+    /// The peer sent a frame whose payload is not a valid message.
+    Protocol(WireError),
     /// The peer announced a frame larger than [`READ_CAPACITY`].
     FrameTooLarge(usize),
     /// The write buffer is full.
@@ -40,6 +44,7 @@ impl std::fmt::Display for LinkError {
         match self {
             Self::Closed => f.write_str("connection closed by svmgr"),
             Self::Io(e) => write!(f, "socket i/o: {e}"),
+            Self::BadMagic(a, b) => write!(f, "bad frame magic {a:#04x} {b:#04x}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::FrameTooLarge(n) => write!(f, "frame of {n} bytes exceeds {READ_CAPACITY}"),
             Self::Full => f.write_str("write buffer full"),
@@ -115,7 +120,7 @@ impl Link {
             if let (Some(a), Some(b)) = (a, b)
                 && [a, b] != MAGIC
             {
-                return Err(LinkError::Protocol(ProtoError::BadMagic(a, b)));
+                return Err(LinkError::BadMagic(a, b));
             }
         }
         match self.declared_len() {
@@ -137,7 +142,7 @@ impl Link {
         let len = self.declared_len().unwrap_or(0);
         let end = HEADER_LEN + len;
         let payload = self.rbuf.get(HEADER_LEN..end).unwrap_or(&[]);
-        let msg = dynamod_proto::decode_payload::<SvmgrMsg>(payload).map_err(LinkError::Protocol);
+        let msg = init_wire::decode_svmgr_msg(payload).map_err(LinkError::Protocol);
         // Drop the frame even if it did not decode, then shift the rest to the front.
         self.rbuf.copy_within(end..self.rlen, 0);
         self.rlen -= end;
@@ -147,7 +152,7 @@ impl Link {
     /// Queues `msg` and tries to write it out.
     pub fn send(&mut self, msg: &InitMsg) -> Result<(), LinkError> {
         self.scratch.clear();
-        dynamod_proto::encode_into(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
+        init_wire::encode_init_msg(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
         if self.wbuf.len() + self.scratch.len() > WRITE_CAPACITY {
             return Err(LinkError::Full);
         }
@@ -204,7 +209,7 @@ impl Link {
             return Err(LinkError::Full);
         }
         self.scratch.clear();
-        dynamod_proto::encode_into(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
+        init_wire::encode_init_msg(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
         let raw: Vec<std::os::fd::RawFd> =
             fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         let cmsg = [dynamod_sys::nix::sys::socket::ControlMessage::ScmRights(
@@ -315,8 +320,20 @@ mod tests {
         link.fill().ok();
         assert!(matches!(
             link.next_msg(),
-            Err(LinkError::Protocol(ProtoError::BadMagic(..)))
+            Err(LinkError::BadMagic(b'X', b'X'))
         ));
+    }
+
+    #[test]
+    fn undecodable_payload_is_a_protocol_error_and_the_next_frame_still_reads() {
+        let (mut link, mut peer) = pair();
+        let mut bytes = b"DM\0\0\0\x03\xc1\xc1\xc1".to_vec();
+        dynamod_proto::encode_into(&SvmgrMsg::Reclaim, &mut bytes).unwrap();
+        peer.write_all(&bytes).unwrap();
+        link.fill().unwrap();
+        assert!(matches!(link.next_msg(), Err(LinkError::Protocol(_))));
+        link.fill().unwrap();
+        assert_eq!(link.next_msg().unwrap(), Some(SvmgrMsg::Reclaim));
     }
 
     #[test]

@@ -687,7 +687,7 @@ impl Init {
             LinkError::Closed => info!("svmgr closed its connection"),
             LinkError::Full => return,
             LinkError::Io(_) => warn!("svmgr connection: {e}"),
-            LinkError::Protocol(_) | LinkError::FrameTooLarge(_) => {
+            LinkError::BadMagic(..) | LinkError::Protocol(_) | LinkError::FrameTooLarge(_) => {
                 error!("svmgr broke the protocol ({e}); killing it");
                 if let Some(s) = &mut self.svmgr {
                     kill_svmgr(s);
