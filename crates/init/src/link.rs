@@ -1,9 +1,11 @@
 //! init's end of the svmgr socket: whole frames in and out through fixed buffers.
 //!
 //! Frames are `dynamod_proto` frames ("DM", u32 big-endian length, MessagePack), written and
-//! read with the serde-free codec of [`dynamod_proto::init_wire`] (it keeps init small). The read
-//! buffer is allocated once per connection; a frame larger than it is a protocol violation (svmgr
-//! only ever sends small messages). Outgoing frames are encoded into a scratch buffer and copied
+//! read with the serde-free codec of [`dynamod_proto::init_wire`] (it keeps init small). The
+//! read buffer starts small and doubles when a frame needs more, up to a fixed limit (svmgr's
+//! frames are small but for the occasional long list of parked pipes); a frame larger than the
+//! limit is a protocol violation. The write buffer, which orphan reports go through, is
+//! reserved whole when the connection starts, so reaping never allocates. Outgoing frames are encoded into a scratch buffer and copied
 //! into a bounded write buffer; when the peer does not read and the buffer is full, the send is
 //! refused and the caller decides (orphan reports wait in their own queue).
 
@@ -17,6 +19,8 @@ use dynamod_sys::nix::errno::Errno;
 pub const READ_CAPACITY: usize = 64 * 1024;
 /// Most bytes queued towards svmgr.
 pub const WRITE_CAPACITY: usize = 64 * 1024;
+/// Size of the read buffer when the connection starts.
+const INITIAL_CAPACITY: usize = 4 * 1024;
 /// Most fds received in one `recvmsg` (the kernel's SCM_MAX_FD is 253).
 pub const MAX_FDS_PER_MSG: usize = 253;
 /// Most received fds waiting to be claimed by a message.
@@ -56,7 +60,8 @@ impl std::fmt::Display for LinkError {
 #[derive(Debug)]
 pub struct Link {
     fd: OwnedFd,
-    rbuf: Box<[u8]>,
+    /// Received bytes in `..rlen`; its length is the current capacity (grown by `grow_rbuf`).
+    rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
@@ -69,11 +74,11 @@ impl Link {
     pub fn new(fd: OwnedFd) -> Self {
         Self {
             fd,
-            rbuf: vec![0u8; READ_CAPACITY].into_boxed_slice(),
+            rbuf: vec![0u8; INITIAL_CAPACITY],
             rlen: 0,
             wbuf: Vec::with_capacity(WRITE_CAPACITY),
             scratch: Vec::with_capacity(1024),
-            fds: std::collections::VecDeque::with_capacity(FD_QUEUE),
+            fds: std::collections::VecDeque::new(),
         }
     }
 
@@ -89,10 +94,13 @@ impl Link {
                 return Err(LinkError::FrameTooLarge(self.rlen));
             };
             if space.is_empty() {
-                // The buffer is full and holds no complete frame: the frame cannot fit.
-                return Err(LinkError::FrameTooLarge(
-                    self.declared_len().unwrap_or(self.rlen),
-                ));
+                // The buffer is full and holds no complete frame: make room, up to the limit.
+                if !self.grow_rbuf() {
+                    return Err(LinkError::FrameTooLarge(
+                        self.declared_len().unwrap_or(self.rlen),
+                    ));
+                }
+                continue;
             }
             match recv_with_fds(self.fd.as_fd(), space, &mut self.fds) {
                 Ok(0) => return Err(LinkError::Closed),
@@ -106,6 +114,17 @@ impl Link {
                 return Ok(());
             }
         }
+    }
+
+    /// Doubles the read buffer, up to [`READ_CAPACITY`]; false when it is that large already.
+    fn grow_rbuf(&mut self) -> bool {
+        let len = self.rbuf.len();
+        if len >= READ_CAPACITY {
+            return false;
+        }
+        self.rbuf
+            .resize((len * 2).clamp(INITIAL_CAPACITY, READ_CAPACITY), 0);
+        true
     }
 
     fn declared_len(&self) -> Option<usize> {
@@ -334,6 +353,32 @@ mod tests {
         assert!(matches!(link.next_msg(), Err(LinkError::Protocol(_))));
         link.fill().unwrap();
         assert_eq!(link.next_msg().unwrap(), Some(SvmgrMsg::Reclaim));
+    }
+
+    #[test]
+    fn frames_larger_than_the_first_buffers_go_through_both_ways() {
+        let (mut link, mut peer) = pair();
+        let keys: Vec<String> = (0..3000).map(|i| format!("svc{i}\tout\t{i}")).collect();
+        let frame = dynamod_proto::encode(&SvmgrMsg::Unpark { keys: keys.clone() }).unwrap();
+        assert!(frame.len() > 8 * INITIAL_CAPACITY && frame.len() < READ_CAPACITY);
+        peer.write_all(&frame).unwrap();
+        link.fill().unwrap();
+        assert_eq!(
+            link.next_msg().unwrap(),
+            Some(SvmgrMsg::Unpark { keys: keys.clone() })
+        );
+        link.send(&InitMsg::Parked { keys: keys.clone() }).unwrap();
+        let mut dec = FrameDecoder::new();
+        let mut buf = [0u8; 4096];
+        let msg = loop {
+            if let Some(msg) = dec.next::<InitMsg>().unwrap() {
+                break msg;
+            }
+            link.flush().unwrap();
+            let n = peer.read(&mut buf).unwrap();
+            dec.push(&buf[..n]);
+        };
+        assert_eq!(msg, InitMsg::Parked { keys });
     }
 
     #[test]
