@@ -1,20 +1,26 @@
 //! init's end of the svmgr socket: whole frames in and out through fixed buffers.
 //!
-//! Frames are `dynamod_proto` frames ("DM", u32 big-endian length, MessagePack). The read
-//! buffer is allocated once per connection; a frame larger than it is a protocol violation (svmgr
-//! only ever sends small messages). Outgoing frames are encoded into a scratch buffer and copied
+//! Frames are `dynamod_proto` frames ("DM", u32 big-endian length, MessagePack), written and
+//! read with the serde-free codec of [`dynamod_proto::init_wire`] (it keeps init small). The
+//! read buffer starts small and doubles when a frame needs more, up to a fixed limit (svmgr's
+//! frames are small but for the occasional long list of parked pipes); a frame larger than the
+//! limit is a protocol violation. The write buffer, which orphan reports go through, is
+//! reserved whole when the connection starts, so reaping never allocates. Outgoing frames are encoded into a scratch buffer and copied
 //! into a bounded write buffer; when the peer does not read and the buffer is full, the send is
 //! refused and the caller decides (orphan reports wait in their own queue).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use dynamod_proto::{HEADER_LEN, InitMsg, MAGIC, ProtoError, SvmgrMsg};
+use dynamod_proto::init_wire::{self, WireError};
+use dynamod_proto::{HEADER_LEN, InitMsg, MAGIC, SvmgrMsg};
 use dynamod_sys::nix::errno::Errno;
 
 /// Largest frame accepted from svmgr.
 pub const READ_CAPACITY: usize = 64 * 1024;
 /// Most bytes queued towards svmgr.
 pub const WRITE_CAPACITY: usize = 64 * 1024;
+/// Size of the read buffer when the connection starts.
+const INITIAL_CAPACITY: usize = 4 * 1024;
 /// Most fds received in one `recvmsg` (the kernel's SCM_MAX_FD is 253).
 pub const MAX_FDS_PER_MSG: usize = 253;
 /// Most received fds waiting to be claimed by a message.
@@ -27,8 +33,10 @@ pub enum LinkError {
     Closed,
     /// A read or write failed.
     Io(Errno),
-    /// The peer sent something that is not a valid frame.
-    Protocol(ProtoError),
+    /// The first two bytes of a frame were not `DM`.
+    BadMagic(u8, u8),
+    /// The peer sent a frame whose payload is not a valid message.
+    Protocol(WireError),
     /// The peer announced a frame larger than [`READ_CAPACITY`].
     FrameTooLarge(usize),
     /// The write buffer is full.
@@ -40,6 +48,7 @@ impl std::fmt::Display for LinkError {
         match self {
             Self::Closed => f.write_str("connection closed by svmgr"),
             Self::Io(e) => write!(f, "socket i/o: {e}"),
+            Self::BadMagic(a, b) => write!(f, "bad frame magic {a:#04x} {b:#04x}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::FrameTooLarge(n) => write!(f, "frame of {n} bytes exceeds {READ_CAPACITY}"),
             Self::Full => f.write_str("write buffer full"),
@@ -51,7 +60,8 @@ impl std::fmt::Display for LinkError {
 #[derive(Debug)]
 pub struct Link {
     fd: OwnedFd,
-    rbuf: Box<[u8]>,
+    /// Received bytes in `..rlen`; its length is the current capacity (grown by `grow_rbuf`).
+    rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
@@ -64,11 +74,11 @@ impl Link {
     pub fn new(fd: OwnedFd) -> Self {
         Self {
             fd,
-            rbuf: vec![0u8; READ_CAPACITY].into_boxed_slice(),
+            rbuf: vec![0u8; INITIAL_CAPACITY],
             rlen: 0,
             wbuf: Vec::with_capacity(WRITE_CAPACITY),
             scratch: Vec::with_capacity(1024),
-            fds: std::collections::VecDeque::with_capacity(FD_QUEUE),
+            fds: std::collections::VecDeque::new(),
         }
     }
 
@@ -84,10 +94,13 @@ impl Link {
                 return Err(LinkError::FrameTooLarge(self.rlen));
             };
             if space.is_empty() {
-                // The buffer is full and holds no complete frame: the frame cannot fit.
-                return Err(LinkError::FrameTooLarge(
-                    self.declared_len().unwrap_or(self.rlen),
-                ));
+                // The buffer is full and holds no complete frame: make room, up to the limit.
+                if !self.grow_rbuf() {
+                    return Err(LinkError::FrameTooLarge(
+                        self.declared_len().unwrap_or(self.rlen),
+                    ));
+                }
+                continue;
             }
             match recv_with_fds(self.fd.as_fd(), space, &mut self.fds) {
                 Ok(0) => return Err(LinkError::Closed),
@@ -103,6 +116,17 @@ impl Link {
         }
     }
 
+    /// Doubles the read buffer, up to [`READ_CAPACITY`]; false when it is that large already.
+    fn grow_rbuf(&mut self) -> bool {
+        let len = self.rbuf.len();
+        if len >= READ_CAPACITY {
+            return false;
+        }
+        self.rbuf
+            .resize((len * 2).clamp(INITIAL_CAPACITY, READ_CAPACITY), 0);
+        true
+    }
+
     fn declared_len(&self) -> Option<usize> {
         let h = self.rbuf.get(..HEADER_LEN)?;
         let len = u32::from_be_bytes([*h.get(2)?, *h.get(3)?, *h.get(4)?, *h.get(5)?]);
@@ -115,7 +139,7 @@ impl Link {
             if let (Some(a), Some(b)) = (a, b)
                 && [a, b] != MAGIC
             {
-                return Err(LinkError::Protocol(ProtoError::BadMagic(a, b)));
+                return Err(LinkError::BadMagic(a, b));
             }
         }
         match self.declared_len() {
@@ -137,7 +161,7 @@ impl Link {
         let len = self.declared_len().unwrap_or(0);
         let end = HEADER_LEN + len;
         let payload = self.rbuf.get(HEADER_LEN..end).unwrap_or(&[]);
-        let msg = dynamod_proto::decode_payload::<SvmgrMsg>(payload).map_err(LinkError::Protocol);
+        let msg = init_wire::decode_svmgr_msg(payload).map_err(LinkError::Protocol);
         // Drop the frame even if it did not decode, then shift the rest to the front.
         self.rbuf.copy_within(end..self.rlen, 0);
         self.rlen -= end;
@@ -147,7 +171,7 @@ impl Link {
     /// Queues `msg` and tries to write it out.
     pub fn send(&mut self, msg: &InitMsg) -> Result<(), LinkError> {
         self.scratch.clear();
-        dynamod_proto::encode_into(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
+        init_wire::encode_init_msg(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
         if self.wbuf.len() + self.scratch.len() > WRITE_CAPACITY {
             return Err(LinkError::Full);
         }
@@ -204,7 +228,7 @@ impl Link {
             return Err(LinkError::Full);
         }
         self.scratch.clear();
-        dynamod_proto::encode_into(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
+        init_wire::encode_init_msg(msg, &mut self.scratch).map_err(LinkError::Protocol)?;
         let raw: Vec<std::os::fd::RawFd> =
             fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         let cmsg = [dynamod_sys::nix::sys::socket::ControlMessage::ScmRights(
@@ -315,8 +339,46 @@ mod tests {
         link.fill().ok();
         assert!(matches!(
             link.next_msg(),
-            Err(LinkError::Protocol(ProtoError::BadMagic(..)))
+            Err(LinkError::BadMagic(b'X', b'X'))
         ));
+    }
+
+    #[test]
+    fn undecodable_payload_is_a_protocol_error_and_the_next_frame_still_reads() {
+        let (mut link, mut peer) = pair();
+        let mut bytes = b"DM\0\0\0\x03\xc1\xc1\xc1".to_vec();
+        dynamod_proto::encode_into(&SvmgrMsg::Reclaim, &mut bytes).unwrap();
+        peer.write_all(&bytes).unwrap();
+        link.fill().unwrap();
+        assert!(matches!(link.next_msg(), Err(LinkError::Protocol(_))));
+        link.fill().unwrap();
+        assert_eq!(link.next_msg().unwrap(), Some(SvmgrMsg::Reclaim));
+    }
+
+    #[test]
+    fn frames_larger_than_the_first_buffers_go_through_both_ways() {
+        let (mut link, mut peer) = pair();
+        let keys: Vec<String> = (0..3000).map(|i| format!("svc{i}\tout\t{i}")).collect();
+        let frame = dynamod_proto::encode(&SvmgrMsg::Unpark { keys: keys.clone() }).unwrap();
+        assert!(frame.len() > 8 * INITIAL_CAPACITY && frame.len() < READ_CAPACITY);
+        peer.write_all(&frame).unwrap();
+        link.fill().unwrap();
+        assert_eq!(
+            link.next_msg().unwrap(),
+            Some(SvmgrMsg::Unpark { keys: keys.clone() })
+        );
+        link.send(&InitMsg::Parked { keys: keys.clone() }).unwrap();
+        let mut dec = FrameDecoder::new();
+        let mut buf = [0u8; 4096];
+        let msg = loop {
+            if let Some(msg) = dec.next::<InitMsg>().unwrap() {
+                break msg;
+            }
+            link.flush().unwrap();
+            let n = peer.read(&mut buf).unwrap();
+            dec.push(&buf[..n]);
+        };
+        assert_eq!(msg, InitMsg::Parked { keys });
     }
 
     #[test]

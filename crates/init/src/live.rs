@@ -14,7 +14,6 @@
 //! when the device holds a squashfs directly. Without `dynamod.media=`, every device is
 //! examined until one holds the image.
 
-use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +22,7 @@ use dynamod_sys::loopdev;
 use dynamod_sys::mount::{self, MsFlags};
 
 use crate::initramfs::{Mounted, NEWROOT, PhaseAError, Unwind, mount_device};
+use crate::names::NameSet;
 use crate::rootdev::Finder;
 use crate::rootspec::{LiveParams, Overlay};
 use crate::setup::chain;
@@ -98,7 +98,7 @@ pub fn assemble(
             }
         }
         None => {
-            let mut tried: HashSet<String> = HashSet::new();
+            let mut tried = NameSet::new();
             let what = format!("live medium holding {}", l.squashfs.display());
             let found = finder.wait_until(&what, l.wait, |finder, devices| {
                 search(finder, devices, &l.squashfs, unwind, &mut tried)
@@ -257,11 +257,11 @@ fn search(
     devices: &[BlockDevice],
     image_path: &Path,
     unwind: &mut Unwind,
-    tried: &mut HashSet<String>,
+    tried: &mut NameSet,
 ) -> Option<(Image, String)> {
     for dev in devices {
         let Some(probe) = &dev.probe else { continue };
-        if !probe.mountable() || !tried.insert(dev.name.clone()) {
+        if !probe.mountable() || !tried.insert(&dev.name) {
             continue;
         }
         match open_medium(finder, dev, image_path, unwind) {

@@ -25,6 +25,7 @@ mod initramfs;
 mod link;
 mod live;
 mod modprobe;
+mod names;
 mod orphans;
 mod procs;
 mod rootdev;

@@ -14,8 +14,9 @@
 //! (and new modaliases) appear, so the caller repeats until nothing new shows up. Filesystems
 //! are loaded by their `fs-<type>` alias before mounting.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+use crate::names::{NameMap, NameSet};
 
 /// One module of `modules.dep`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +33,13 @@ pub struct ModuleIndex {
     /// The module directory (`/lib/modules/<release>`).
     pub dir: PathBuf,
     /// By module name.
-    pub modules: HashMap<String, DepEntry>,
+    pub modules: NameMap<DepEntry>,
     /// (pattern, module name), in file order.
     pub aliases: Vec<(String, String)>,
     /// Module name → (pre, post) soft dependencies (names or aliases).
-    pub softdeps: HashMap<String, (Vec<String>, Vec<String>)>,
+    pub softdeps: NameMap<(Vec<String>, Vec<String>)>,
     /// Names of built-in modules.
-    pub builtin: HashSet<String>,
+    pub builtin: NameSet,
 }
 
 /// The module name of a `.ko` path: the file name without `.ko[.xz|.zst|.gz]`, with `-`
@@ -55,8 +56,8 @@ pub fn normalize(name: &str) -> String {
 }
 
 /// Parses `modules.dep`.
-pub fn parse_dep(text: &str) -> HashMap<String, DepEntry> {
-    let mut out = HashMap::new();
+pub fn parse_dep(text: &str) -> NameMap<DepEntry> {
+    let mut out = Vec::new();
     for line in text.lines() {
         let Some((path, deps)) = line.split_once(':') else {
             continue;
@@ -66,15 +67,15 @@ pub fn parse_dep(text: &str) -> HashMap<String, DepEntry> {
             continue;
         }
         let deps = deps.split_whitespace().map(module_name).collect();
-        out.insert(
+        out.push((
             module_name(path),
             DepEntry {
                 path: PathBuf::from(path),
                 deps,
             },
-        );
+        ));
     }
-    out
+    NameMap::from_pairs(out)
 }
 
 /// Parses `modules.alias`.
@@ -93,30 +94,31 @@ pub fn parse_alias(text: &str) -> Vec<(String, String)> {
 }
 
 /// Parses `modules.softdep`.
-pub fn parse_softdep(text: &str) -> HashMap<String, (Vec<String>, Vec<String>)> {
-    let mut out: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
+pub fn parse_softdep(text: &str) -> NameMap<(Vec<String>, Vec<String>)> {
+    let mut out: NameMap<(Vec<String>, Vec<String>)> = NameMap::new();
     for line in text.lines() {
         let mut w = line.split_whitespace();
         if w.next() != Some("softdep") {
             continue;
         }
         let Some(module) = w.next() else { continue };
-        let entry = out.entry(normalize(module)).or_default();
-        let mut post = false;
-        for word in w {
-            match word {
-                "pre:" => post = false,
-                "post:" => post = true,
-                name if post => entry.1.push(name.to_owned()),
-                name => entry.0.push(name.to_owned()),
+        out.update(&normalize(module), |entry| {
+            let mut post = false;
+            for word in w {
+                match word {
+                    "pre:" => post = false,
+                    "post:" => post = true,
+                    name if post => entry.1.push(name.to_owned()),
+                    name => entry.0.push(name.to_owned()),
+                }
             }
-        }
+        });
     }
     out
 }
 
 /// Parses `modules.builtin` (one path per line).
-pub fn parse_builtin(text: &str) -> HashSet<String> {
+pub fn parse_builtin(text: &str) -> NameSet {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -268,9 +270,9 @@ enum State {
 pub struct Loader<K: Kernel> {
     index: ModuleIndex,
     kernel: K,
-    state: HashMap<String, State>,
+    state: NameMap<State>,
     /// Modalias strings already handled.
-    seen_aliases: HashSet<String>,
+    seen_aliases: NameSet,
     /// Modules this loader inserted, in order.
     pub loaded: Vec<String>,
     /// Failures, one line each, for the log.
@@ -283,8 +285,8 @@ impl<K: Kernel> Loader<K> {
         Self {
             index,
             kernel,
-            state: HashMap::new(),
-            seen_aliases: HashSet::new(),
+            state: NameMap::new(),
+            seen_aliases: NameSet::new(),
             loaded: Vec::new(),
             failures: Vec::new(),
         }
@@ -310,14 +312,14 @@ impl<K: Kernel> Loader<K> {
             None => {}
         }
         if self.index.builtin.contains(name) || self.kernel.is_loaded(name) {
-            self.state.insert(name.to_owned(), State::Loaded);
+            self.state.insert(name, State::Loaded);
             return true;
         }
         let Some(entry) = self.index.modules.get(name).cloned() else {
-            self.state.insert(name.to_owned(), State::Failed);
+            self.state.insert(name, State::Failed);
             return false;
         };
-        self.state.insert(name.to_owned(), State::Loading);
+        self.state.insert(name, State::Loading);
         let (pre, post) = self.index.softdeps.get(name).cloned().unwrap_or_default();
         for s in &pre {
             // Soft dependencies are best effort by definition.
@@ -327,7 +329,7 @@ impl<K: Kernel> Loader<K> {
             if !self.load_module(d) {
                 self.failures
                     .push(format!("{name}: dependency {d} could not be loaded"));
-                self.state.insert(name.to_owned(), State::Failed);
+                self.state.insert(name, State::Failed);
                 return false;
             }
         }
@@ -341,10 +343,8 @@ impl<K: Kernel> Loader<K> {
                 false
             }
         };
-        self.state.insert(
-            name.to_owned(),
-            if ok { State::Loaded } else { State::Failed },
-        );
+        self.state
+            .insert(name, if ok { State::Loaded } else { State::Failed });
         for s in &post {
             self.load(s);
         }
@@ -356,7 +356,7 @@ impl<K: Kernel> Loader<K> {
     pub fn load_for_modaliases(&mut self, modaliases: &[String]) -> usize {
         let before = self.loaded.len();
         for alias in modaliases {
-            if self.seen_aliases.insert(alias.clone()) {
+            if self.seen_aliases.insert(alias) {
                 self.load(alias);
             }
         }
@@ -430,10 +430,9 @@ mod tests {
                 vec!["x".to_owned(), "y".to_owned()]
             )
         );
-        assert_eq!(
-            parse_builtin("kernel/a/b-c.ko\n\n"),
-            HashSet::from(["b_c".to_owned()])
-        );
+        let builtin = parse_builtin("kernel/a/b-c.ko\n\n");
+        assert!(builtin.contains("b_c"));
+        assert_eq!(builtin.len(), 1);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! ones are sent again to its successor (a duplicate is harmless: the PID is no longer tracked).
 //!
 //! Everything is fixed-size and allocated once: when the ring is full the oldest report is
-//! dropped and counted.
+//! dropped and counted. The ring's memory is reserved up front but written (and so made
+//! resident) only as reports arrive: an idle init does not pay for a burst it never had.
 
 use dynamod_proto::ExitStatus;
 
@@ -31,7 +32,10 @@ pub struct OrphanExit {
 /// A bounded FIFO of [`OrphanExit`] reports: sent-but-unconfirmed ones first, then unsent ones.
 #[derive(Debug)]
 pub struct OrphanQueue {
-    slots: Box<[OrphanExit]>,
+    /// The ring: grows by `push` into its reserved capacity until it holds `cap` reports, then
+    /// only slots are overwritten (never reallocated).
+    slots: Vec<OrphanExit>,
+    cap: usize,
     head: usize,
     len: usize,
     /// Sequence number of the oldest unconfirmed report (counts since the connection began).
@@ -48,12 +52,10 @@ pub struct OrphanQueue {
 impl OrphanQueue {
     /// An empty queue holding up to `capacity` (at least 1) reports.
     pub fn with_capacity(capacity: usize) -> Self {
-        let empty = OrphanExit {
-            pid: 0,
-            status: ExitStatus::Exited(0),
-        };
+        let cap = capacity.max(1);
         Self {
-            slots: vec![empty; capacity.max(1)].into_boxed_slice(),
+            slots: Vec::with_capacity(cap),
+            cap,
             head: 0,
             len: 0,
             acked: 0,
@@ -76,19 +78,25 @@ impl OrphanQueue {
         if self.unconfirmed() > 0 {
             self.acked += 1;
         }
-        self.head = (self.head + 1) % self.slots.len();
+        self.head = (self.head + 1) % self.cap;
         self.len -= 1;
     }
 
     /// Appends a report, dropping the oldest one if the ring is full.
     pub fn push(&mut self, exit: OrphanExit) {
-        let cap = self.slots.len();
+        let cap = self.cap;
         if self.len == cap {
             self.drop_front();
             self.dropped += 1;
         }
-        if let Some(slot) = self.slots.get_mut((self.head + self.len) % cap) {
+        // Until the ring first fills, head + len counts every push, so the next position is
+        // the end of `slots`.
+        let at = (self.head + self.len) % cap;
+        if let Some(slot) = self.slots.get_mut(at) {
             *slot = exit;
+            self.len += 1;
+        } else if at == self.slots.len() {
+            self.slots.push(exit);
             self.len += 1;
         }
     }
@@ -96,7 +104,7 @@ impl OrphanQueue {
     /// The oldest report not sent on the current connection.
     pub fn next_unsent(&self) -> Option<OrphanExit> {
         let i = self.unconfirmed();
-        (i < self.len).then(|| self.slots.get((self.head + i) % self.slots.len()).copied())?
+        (i < self.len).then(|| self.slots.get((self.head + i) % self.cap).copied())?
     }
 
     /// Records that [`next_unsent`](Self::next_unsent) was written to the socket.
@@ -255,6 +263,25 @@ mod tests {
         q.heartbeat_sent();
         q.heartbeat_acked();
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_ring_wraps_in_its_reserved_memory_after_confirmations_free_the_front() {
+        let mut q = OrphanQueue::with_capacity(4);
+        let reserved = q.slots.capacity();
+        let mut expected = Vec::new();
+        for round in 0..5 {
+            for i in 0..3 {
+                q.push(exit(round * 10 + i));
+            }
+            expected.extend((0..3).map(|i| round * 10 + i));
+            assert_eq!(send_all(&mut q), expected.split_off(0));
+            q.heartbeat_sent();
+            q.heartbeat_acked();
+            assert!(q.is_empty());
+        }
+        assert_eq!(q.slots.len(), 4);
+        assert_eq!(q.slots.capacity(), reserved, "never reallocated");
     }
 
     #[test]

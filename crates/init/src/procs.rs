@@ -2,7 +2,6 @@
 //! PID 1, `kill(-1, …)` would reach the whole machine, so shutdown signals only the processes
 //! whose parent chain leads back to us.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 /// The parent PID from the text of `/proc/PID/stat` (field 4, counted after the last `)`
@@ -14,26 +13,32 @@ pub fn parse_ppid(stat: &str) -> Option<i32> {
 
 /// Every PID in `table` (pairs of pid, parent) whose ancestry reaches `root`, `root` excluded.
 pub fn descendants(root: i32, table: &[(i32, i32)]) -> Vec<i32> {
-    let parent: HashMap<i32, i32> = table.iter().copied().collect();
+    // (pid, parent) sorted by pid, for binary search and so the result comes out sorted; a
+    // table read from /proc has no pid twice.
+    let mut parents = table.to_vec();
+    parents.sort_unstable();
+    let parent_of = |pid: i32| {
+        let i = parents.binary_search_by_key(&pid, |&(p, _)| p).ok()?;
+        parents.get(i).map(|&(_, parent)| parent)
+    };
     let mut out = Vec::new();
-    for &(pid, _) in table {
+    for &(pid, _) in &parents {
         if pid == root {
             continue;
         }
         let mut cur = pid;
         // The hop limit guards against a cycle in a table read while processes come and go.
-        for _ in 0..table.len() {
-            match parent.get(&cur) {
-                Some(&p) if p == root => {
+        for _ in 0..parents.len() {
+            match parent_of(cur) {
+                Some(p) if p == root => {
                     out.push(pid);
                     break;
                 }
-                Some(&p) if p > 0 && p != cur => cur = p,
+                Some(p) if p > 0 && p != cur => cur = p,
                 _ => break,
             }
         }
     }
-    out.sort_unstable();
     out
 }
 

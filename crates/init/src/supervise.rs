@@ -1,8 +1,10 @@
 //! The event loop (SPEC §2.3 step 8, §2.4, §2.5): signals, svmgr's pidfd and socket, and one
 //! timer, multiplexed with epoll.
 //!
-//! Everything the loop needs is allocated before it starts; an event only touches fixed
-//! buffers (the signalfd record, the epoll array, the link's buffers, the orphan ring).
+//! The reaping and signal paths touch only memory allocated before the loop or with svmgr's
+//! connection: the signalfd record, the epoll array, the orphan ring, the link's write buffer.
+//! What only svmgr's messages need (the read buffer for a long frame, the parked pipes) grows
+//! when those messages arrive, up to fixed limits.
 //! Time-driven work (restart after backoff, heartbeats, hang detection, bounded waits) is
 //! expressed as deadlines; after each batch of events [`Init::tick`] acts on the due ones and
 //! the single timerfd is armed for the earliest remaining one.
@@ -148,7 +150,8 @@ pub struct Init {
     next_beat_at: u64,
     shell: Option<Child>,
     orphans: OrphanQueue,
-    /// Service output pipes svmgr asked us to hold, so they outlive an svmgr crash.
+    /// Service output pipes svmgr asked us to hold, so they outlive an svmgr crash (at most
+    /// [`PARKED_CAPACITY`]; grows as svmgr parks them).
     parked: Vec<(String, std::os::fd::OwnedFd)>,
     stop: Option<Stop>,
     outcome: Option<Outcome>,
@@ -219,7 +222,7 @@ impl Init {
             next_beat_at: 0,
             shell: None,
             orphans: OrphanQueue::with_capacity(orphans::CAPACITY),
-            parked: Vec::with_capacity(PARKED_CAPACITY),
+            parked: Vec::new(),
             stop: None,
             outcome: None,
         })
@@ -687,7 +690,7 @@ impl Init {
             LinkError::Closed => info!("svmgr closed its connection"),
             LinkError::Full => return,
             LinkError::Io(_) => warn!("svmgr connection: {e}"),
-            LinkError::Protocol(_) | LinkError::FrameTooLarge(_) => {
+            LinkError::BadMagic(..) | LinkError::Protocol(_) | LinkError::FrameTooLarge(_) => {
                 error!("svmgr broke the protocol ({e}); killing it");
                 if let Some(s) = &mut self.svmgr {
                     kill_svmgr(s);

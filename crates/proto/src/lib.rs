@@ -32,6 +32,7 @@
 //!   ([`LogRequest`] / [`LogReply`]).
 
 mod frame;
+pub mod init_wire;
 mod types;
 
 pub use frame::{FrameDecoder, ProtoError, decode_payload, encode, encode_into};
