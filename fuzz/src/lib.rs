@@ -595,6 +595,21 @@ fn decode_every_type(payload: &[u8]) {
     round_trip::<LogMsg>(payload);
     round_trip::<LogRequest>(payload);
     round_trip::<LogReply>(payload);
+    init_wire_agrees(payload);
+}
+
+/// init's serde-free codec (`dynamod_proto::init_wire`): what it decodes as a `SvmgrMsg`, serde
+/// decodes to the same value, and it encodes every `InitMsg` to serde's bytes.
+fn init_wire_agrees(payload: &[u8]) {
+    if let Ok(msg) = dynamod_proto::init_wire::decode_svmgr_msg(payload) {
+        assert_eq!(decode_payload::<SvmgrMsg>(payload).ok(), Some(msg));
+    }
+    if let Ok(msg) = decode_payload::<InitMsg>(payload) {
+        let mut lean = Vec::new();
+        if dynamod_proto::init_wire::encode_init_msg(&msg, &mut lean).is_ok() {
+            assert_eq!(Some(lean), encode(&msg).ok(), "{msg:?}");
+        }
+    }
 }
 
 /// If `payload` decodes as `T`, encoding the value and decoding it again gives it back.
