@@ -1035,19 +1035,31 @@ fn light_available() -> bool {
     if !cfg!(target_arch = "x86_64") {
         return false;
     }
+    if LIGHT_REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *WORKS.get_or_init(|| {
-        // SAFETY: plain system call on integers; the range holds no fd.
+        // SAFETY: plain system calls on integers; the range holds no fd, and clone3 with a null
+        // argument of size 0 creates nothing: EINVAL says clone3 exists, ENOSYS (old kernels, or
+        // a seccomp filter such as a container runtime's default one) says it does not.
         unsafe {
-            libc::syscall(
+            let close_range = libc::syscall(
                 libc::SYS_close_range,
                 libc::c_uint::MAX - 1,
                 libc::c_uint::MAX,
                 0 as libc::c_uint,
-            ) == 0
+            ) == 0;
+            let clone3 = libc::syscall(libc::SYS_clone3, std::ptr::null::<CloneArgs>(), 0usize) < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL);
+            close_range && clone3
         }
     })
 }
+
+/// Set when clone3 refused a light child with ENOSYS or EPERM (a filter the probe did not
+/// see): later starts take the fork-like path.
+static LIGHT_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Command {
     /// Starts the child sharing our memory and fd table (`CLONE_VM | CLONE_FILES`) instead of
@@ -1151,7 +1163,12 @@ impl Command {
         let after = boot_ticks();
         let pid = match rc {
             Ok(pid) => pid,
-            Err(e) => return Err(SpawnError::Clone(e)),
+            Err(e) => {
+                if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                    LIGHT_REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Err(SpawnError::Clone(e));
+            }
         };
         // SAFETY: clone3 with CLONE_PIDFD stored a new fd in `pidfd` that nothing else owns.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
