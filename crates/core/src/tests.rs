@@ -12,7 +12,7 @@ use dynamod_proto::{ExitStatus, ServiceState};
 
 use crate::{Action, Core, Event, Level, SvcId, Time};
 
-fn svc(name: &str) -> ServiceConfig {
+pub(crate) fn svc(name: &str) -> ServiceConfig {
     ServiceConfig {
         name: name.to_owned(),
         file: PathBuf::from(format!("/etc/dynamod/services/{name}.toml")),

@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dynamod_config::{
-    CgroupLimits, Config, Dependencies, InvalidService, LogConfig, NamespaceConfig, Readiness,
-    ReadinessConfig, RestartConfig, RestartPolicy, ServiceConfig, ServiceType, ShutdownConfig,
-    Strategy, SupervisorConfig,
+    Config, InvalidService, Readiness, RestartPolicy, ServiceConfig, ServiceType, Strategy,
+    SupervisorConfig,
 };
 use dynamod_proto::ExitStatus;
 
@@ -52,27 +51,7 @@ impl Rng {
 }
 
 fn service(name: &str) -> ServiceConfig {
-    ServiceConfig {
-        name: name.to_owned(),
-        file: PathBuf::from(format!("/etc/dynamod/services/{name}.toml")),
-        supervisor: "root".to_owned(),
-        exec: vec!["/bin/true".to_owned()],
-        workdir: None,
-        kind: ServiceType::Simple,
-        environment: Default::default(),
-        environment_file: None,
-        pidfile: None,
-        tty: None,
-        main: false,
-        user: None,
-        restart: RestartConfig::default(),
-        readiness: ReadinessConfig::default(),
-        deps: Dependencies::default(),
-        cgroup: CgroupLimits::default(),
-        namespace: NamespaceConfig::default(),
-        shutdown: ShutdownConfig::default(),
-        log: LogConfig::default(),
-    }
+    crate::tests::svc(name)
 }
 
 /// A random total order of names: a service only depends on names ranked below its own, so

@@ -646,6 +646,35 @@ impl Command {
         Err(SpawnError::NotFound(self.program_display.clone()))
     }
 
+    /// What a start returns: the parent's fds moved above the floor if asked, and the start time
+    /// when the clock read the same tick before and after the clone.
+    fn pending(
+        &self,
+        pid: i32,
+        pidfd: OwnedFd,
+        err_r: OwnedFd,
+        light: Option<Box<LightImage>>,
+        (before, after): (Option<u64>, Option<u64>),
+    ) -> Pending {
+        let (pidfd, err_r) = match self.parent_fd_floor {
+            Some(min) => (
+                crate::fd::move_above(pidfd, min),
+                crate::fd::move_above(err_r, min),
+            ),
+            None => (pidfd, err_r),
+        };
+        Pending {
+            child: Child { pid, pidfd },
+            watch: ExecWatch {
+                status: err_r,
+                program: self.program_display.clone(),
+                pid,
+                light,
+            },
+            start_ticks: before.filter(|b| Some(*b) == after),
+        }
+    }
+
     /// Starts the process and waits until it runs its program (or reports why it cannot).
     pub fn spawn(&mut self) -> Result<Child, SpawnError> {
         self.start()?.wait()
@@ -789,23 +818,7 @@ impl Command {
             }
         }
 
-        let (pidfd, err_r) = match self.parent_fd_floor {
-            Some(min) => (
-                crate::fd::move_above(pidfd, min),
-                crate::fd::move_above(err_r, min),
-            ),
-            None => (pidfd, err_r),
-        };
-        Ok(Pending {
-            child: Child { pid, pidfd },
-            watch: ExecWatch {
-                status: err_r,
-                program: self.program_display.clone(),
-                pid,
-                light: None,
-            },
-            start_ticks: before.filter(|b| Some(*b) == after),
-        })
+        Ok(self.pending(pid, pidfd, err_r, None, (before, after)))
     }
 }
 
@@ -1172,23 +1185,7 @@ impl Command {
         };
         // SAFETY: clone3 with CLONE_PIDFD stored a new fd in `pidfd` that nothing else owns.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        let (pidfd, err_r) = match self.parent_fd_floor {
-            Some(min) => (
-                crate::fd::move_above(pidfd, min),
-                crate::fd::move_above(err_r, min),
-            ),
-            None => (pidfd, err_r),
-        };
-        Ok(Pending {
-            child: Child { pid, pidfd },
-            watch: ExecWatch {
-                status: err_r,
-                program: self.program_display.clone(),
-                pid,
-                light: Some(img),
-            },
-            start_ticks: before.filter(|b| Some(*b) == after),
-        })
+        Ok(self.pending(pid, pidfd, err_r, Some(img), (before, after)))
     }
 }
 
