@@ -35,6 +35,33 @@ pub fn package_installed(pkg: &str) -> bool {
         .is_ok_and(|status| status.trim() == "install ok installed")
 }
 
+/// Installs those of `packages` that dpkg does not report as installed (root only; `needed_by`
+/// says who needs them in the error a non-root caller gets).
+pub fn ensure_packages(packages: &[&str], needed_by: &str) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !cmd::is_root() {
+        bail!(
+            "{needed_by} need {}: install them as root (apt-get install -y …)",
+            missing.join(" ")
+        );
+    }
+    ensure_apt_lists()?;
+    eprintln!("xtask: apt-get install -y {}", missing.join(" "));
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Makes sure apt has package lists, running `apt-get update` once when there are none.
 pub fn ensure_apt_lists() -> Result<()> {
     let has_lists = fs::read_dir("/var/lib/apt/lists").is_ok_and(|dir| {

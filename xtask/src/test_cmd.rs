@@ -16,7 +16,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::{build, busybox, cmd};
 
@@ -107,27 +107,7 @@ fn step(cmd: &mut Command) -> Result<bool> {
 
 /// Installs the Debian packages the tests need when they are missing.
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .into_iter()
-        .filter(|p| !busybox::package_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !cmd::is_root() {
-        bail!(
-            "the tests need {}: install them as root (apt-get install -y …)",
-            missing.join(" ")
-        );
-    }
-    busybox::ensure_apt_lists()?;
-    eprintln!("xtask: apt-get install -y {}", missing.join(" "));
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    busybox::ensure_packages(&APT_PACKAGES, "the tests")
 }
 
 /// Passed and failed test counts.

@@ -360,8 +360,6 @@ pub fn svg(a: &Analysis) -> String {
 
 #[cfg(test)]
 mod tests {
-    use dynamod_proto::ServiceSummary;
-
     use super::*;
 
     fn d(
@@ -371,34 +369,10 @@ mod tests {
         ready: Option<u64>,
         deps: &[&str],
     ) -> ServiceDetail {
-        ServiceDetail {
-            summary: ServiceSummary {
-                name: name.into(),
-                state,
-                pid: None,
-                supervisor: "root".into(),
-                kind: "simple".into(),
-                reason: None,
-            },
-            file: None,
-            exec: vec![],
-            restart_policy: "permanent".into(),
-            readiness: "none".into(),
-            since_ms: None,
-            since_unix_ms: None,
-            restarts: 0,
-            next_restart_ms: None,
-            last_exit: None,
-            cgroup: None,
-            usage: None,
-            recent_logs: vec![],
-            log_dropped: 0,
-            requires: deps.iter().map(|s| (*s).to_owned()).collect(),
-            wants: vec![],
-            after: vec![],
-            spawned_ms: spawned,
-            ready_ms: ready,
-        }
+        let mut detail = crate::graph::tests::detail(name, state, deps);
+        detail.spawned_ms = spawned;
+        detail.ready_ms = ready;
+        detail
     }
 
     fn boot() -> Vec<ServiceDetail> {

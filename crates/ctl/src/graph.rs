@@ -293,7 +293,7 @@ pub fn dependencies(g: &Graph) -> BTreeMap<&str, BTreeSet<&str>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::PathBuf;
 
     use dynamod_proto::ServiceSummary;
@@ -337,7 +337,8 @@ mod tests {
         assert!(g.nodes.iter().all(|n| !n.missing));
     }
 
-    fn detail(name: &str, state: ServiceState, requires: &[&str]) -> ServiceDetail {
+    /// A plain running-or-not service with these hard dependencies (also used by analyze).
+    pub(crate) fn detail(name: &str, state: ServiceState, requires: &[&str]) -> ServiceDetail {
         ServiceDetail {
             summary: ServiceSummary {
                 name: name.into(),

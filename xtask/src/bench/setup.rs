@@ -64,21 +64,7 @@ impl Bins {
 
 /// Installs the Debian packages that are missing (as root).
 pub fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .into_iter()
-        .filter(|p| !busybox::package_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    busybox::ensure_apt_lists()?;
-    eprintln!("xtask: apt-get install -y {}", missing.join(" "));
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    busybox::ensure_packages(&PACKAGES, "the benchmarks")
 }
 
 /// Compiles the C programs into `dir`.

@@ -30,7 +30,6 @@ mod scenario;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -156,21 +155,7 @@ fn lock_runs() -> Result<Flock<fs::File>> {
 
 /// Installs the Debian packages that are missing.
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .into_iter()
-        .filter(|p| !busybox::package_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    busybox::ensure_apt_lists()?;
-    eprintln!("docker-test: apt-get install -y {}", missing.join(" "));
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    busybox::ensure_packages(&APT_PACKAGES, "docker-test and its engine")
 }
 
 /// Removes every container and image of the engine (all of them are the scenario's: the engine

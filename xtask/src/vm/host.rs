@@ -18,28 +18,7 @@ pub const LIVE_PACKAGES: [&str; 2] = ["squashfs-tools", "xorriso"];
 
 /// Installs the missing ones of `packages` (as root; otherwise says what to install).
 pub fn ensure_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| !busybox::package_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !cmd::is_root() {
-        bail!(
-            "the VM scenarios need {}: install them as root (apt-get install -y …)",
-            missing.join(" ")
-        );
-    }
-    busybox::ensure_apt_lists()?;
-    eprintln!("xtask: apt-get install -y {}", missing.join(" "));
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    busybox::ensure_packages(packages, "the VM scenarios")
 }
 
 /// The unpacked kernel package.
