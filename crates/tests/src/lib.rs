@@ -12,6 +12,7 @@
     clippy::panic
 )]
 
+pub mod bus;
 pub mod sandbox;
 pub mod svmgr;
 

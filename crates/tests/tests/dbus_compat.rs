@@ -22,11 +22,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dynamod_proto::{Request, Response, ServiceDetail, ServiceState};
+use dynamod_tests::bus::{self, Outcome, Proc, unique};
 use dynamod_tests::svmgr::Svmgr;
 use dynamod_tests::{TempDir, wait_for, workspace_root};
 
@@ -150,82 +151,7 @@ fn daemon_bin(name: &str) -> PathBuf {
     p
 }
 
-// ---- processes ----------------------------------------------------------------------------
-
-/// A background process, stopped (SIGTERM, then SIGKILL) on drop.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Self {
-        let out = File::create(&log).expect("create log");
-        let err = out.try_clone().expect("dup log");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the output contains `needle`; fails early if the process died.
-    fn wait_output(&mut self, needle: &str) {
-        let name = self.name.clone();
-        let start = Instant::now();
-        loop {
-            if self.output().contains(needle) {
-                return;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                panic!(
-                    "{name} exited ({status}) before printing {needle:?}:\n{}",
-                    self.output()
-                );
-            }
-            assert!(
-                start.elapsed() < T,
-                "timed out waiting for {name} to print {needle:?}:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
+// ---- the bus ------------------------------------------------------------------------------
 
 /// A private system bus: its own dbus-daemon, socket and `/run` for the clients.
 struct Bus {
@@ -236,60 +162,7 @@ struct Bus {
 impl Bus {
     fn start(tag: &str) -> Self {
         let dir = TempDir::new(&format!("dbus-{tag}"));
-        let run = dir.path().join("run");
-        std::fs::create_dir_all(run.join("dbus")).unwrap();
-        std::fs::create_dir_all(run.join("systemd/system")).unwrap();
-        let socket = run.join("dbus/system_bus_socket");
-        let policy_dir = workspace_root().join("config/dbus-1/system.d");
-        let config = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <policy user="root">
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Monitoring"/>
-  </policy>
-  <includedir>{policy}</includedir>
-</busconfig>
-"#,
-            socket = socket.display(),
-            policy = policy_dir.display(),
-        );
-        let conf = dir.path().join("bus.conf");
-        std::fs::write(&conf, config).unwrap();
-        let mut daemon = Proc::spawn(
-            "dbus-daemon",
-            Command::new("dbus-daemon")
-                .arg(format!("--config-file={}", conf.display()))
-                .args(["--nofork", "--nopidfile", "--print-address"]),
-            dir.path().join("dbus-daemon.log"),
-        );
-        daemon.wait_output("unix:path=");
-        wait_for("the bus socket", T, || {
-            std::os::unix::net::UnixStream::connect(&socket)
-                .is_ok()
-                .then_some(())
-        });
+        let daemon = bus::start_daemon(dir.path());
         Self {
             dir,
             daemon: Some(daemon),
@@ -374,30 +247,6 @@ impl Drop for Bus {
     fn drop(&mut self) {
         // The bus goes last-but-one: daemons held by the test are dropped before it.
         self.daemon.take();
-    }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-/// What a client did.
-struct Outcome {
-    argv: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:?} exited {}\n--- stdout\n{}--- stderr\n{}",
-            self.argv, self.code, self.stdout, self.stderr
-        )
     }
 }
 
